@@ -1,0 +1,64 @@
+# photosite: `make run` sets up and starts everything; `make test` sets up and runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+QUICK ?=
+export HOST PORT
+
+.PHONY: install install-dev run test bench lint format superuser browser clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip "setuptools<81" wheel
+	$(PIP) install --quiet -r requirements.txt
+	# dlib comes from dlib-bin, which does not provide the name "dlib": install these without deps.
+	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
+	touch $@
+
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+var/secret_key:
+	mkdir -p var
+	$(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+
+# Local HTTP at 127.0.0.1: cookies cannot be Secure-only there. Behind HTTPS, leave SECURE_COOKIES unset.
+run: install var/secret_key
+	SECRET_KEY="$$(cat var/secret_key)" SECURE_COOKIES=$${SECURE_COOKIES:-0} $(BIN)/python manage.py migrate --noinput
+	SECRET_KEY="$$(cat var/secret_key)" $(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	SECRET_KEY="$$(cat var/secret_key)" SECURE_COOKIES=$${SECURE_COOKIES:-0} exec $(BIN)/python manage.py runsite
+
+superuser: install var/secret_key
+	SECRET_KEY="$$(cat var/secret_key)" $(BIN)/python manage.py migrate --noinput
+	SECRET_KEY="$$(cat var/secret_key)" $(BIN)/python manage.py createsuperuser
+
+# The browser test drives Debian's Chromium; install it when missing (root on Debian, as on CI).
+browser:
+	@test -x /usr/bin/chromium || { \
+		echo "Installing Debian's chromium for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install-dev browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install-dev
+	$(BIN)/python -m benchmarks.run $(if $(QUICK),--quick,)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) var/static test-artifacts .pytest_cache

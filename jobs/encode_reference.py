@@ -1,0 +1,31 @@
+"""The gallery job: encode a reference photo of a known person, then re-match the owner's photos."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from rq import get_current_job
+
+from jobs.enqueue import enqueue_rematch
+from recognition import engine
+from recognition.models import ReferencePhoto, ReferenceStatus
+
+
+def encode_reference(reference_id: int) -> dict:
+    reference = ReferencePhoto.objects.select_related("person").filter(pk=reference_id).first()
+    if reference is None:
+        return {"reference": reference_id, "skipped": "reference was deleted"}
+    try:
+        with reference.image.open("rb") as source:
+            face = engine.encode_reference(source)
+    except engine.UnreadableImage as exc:
+        job = get_current_job()
+        if job is not None:
+            job.retries_left = 0
+        ReferencePhoto.objects.filter(pk=reference_id).update(status=ReferenceStatus.FAILED, error=str(exc))
+        return {"reference": reference_id, "error": str(exc)}
+    with transaction.atomic():
+        ReferencePhoto.objects.filter(pk=reference_id).update(
+            status=ReferenceStatus.DONE, error="", encoding=engine.encoding_to_bytes(face.encoding)
+        )
+        enqueue_rematch(reference.person.owner_id)
+    return {"reference": reference_id, "box": face.box.as_dict()}

@@ -1,0 +1,156 @@
+"""Putting work on the queues. Jobs carry ids only; the database says what is to be done.
+
+Queues: `high` for uploads, `default` for gallery changes, `low` for bulk reprocessing. Workers
+listen in that order, so bulk work never starves a user waiting on an upload.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+
+import django_rq
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from redis.exceptions import RedisError
+from rq import Queue, Retry
+from rq.job import Job
+
+from recognition.models import Photo, PhotoStatus
+
+log = logging.getLogger(__name__)
+
+UPLOADS, GALLERY, BULK = "high", "default", "low"
+QUEUE_NAMES = (UPLOADS, GALLERY, BULK)
+
+
+def get_queue(name: str) -> Queue:
+    # Enqueue at once: callers decide about transactions themselves (see enqueue_photo).
+    return django_rq.get_queue(name, commit_mode="auto")
+
+
+def retry_policy() -> Retry:
+    intervals = settings.JOB_RETRY_INTERVALS
+    return Retry(max=len(intervals), interval=intervals)
+
+
+def photo_job_id(photo_id: int) -> str:
+    """One job id per photo, so a photo is never on the queues twice under different ids."""
+    return f"photo-{photo_id}"
+
+
+def queue_depth(name: str = UPLOADS) -> int:
+    return get_queue(name).count
+
+
+def enqueue_photo(photo: Photo, queue: str = UPLOADS) -> bool:
+    """Queue a photo once its row is committed; False (and the photo WAITING) when Redis cannot take it."""
+    Photo.objects.filter(pk=photo.pk).update(status=PhotoStatus.QUEUED, queued_at=timezone.now(), error="")
+    photo.status = PhotoStatus.QUEUED
+
+    def push() -> None:
+        try:
+            if queue == UPLOADS and queue_depth(UPLOADS) >= settings.QUEUE_MAX_DEPTH:
+                _hold(photo.pk, "waiting: the queue is full, this photo is queued as the backlog drains")
+                return
+            _enqueue_photo_job(get_queue(queue), photo.pk)
+        except RedisError as exc:
+            log.warning("Redis unavailable, photo %s waits in the database: %s", photo.pk, exc)
+            _hold(photo.pk, "waiting: the job queue is unavailable, this photo will be processed later")
+
+    transaction.on_commit(push)
+    return True
+
+
+def _hold(photo_id: int, reason: str) -> None:
+    Photo.objects.filter(pk=photo_id, status=PhotoStatus.QUEUED).update(status=PhotoStatus.WAITING, error=reason)
+
+
+def _enqueue_photo_job(queue: Queue, photo_id: int) -> Job:
+    return queue.enqueue_call(
+        "jobs.process_photo.process_photo",
+        args=(photo_id,),
+        job_id=photo_job_id(photo_id),
+        timeout=settings.JOB_TIMEOUT,
+        retry=retry_policy(),
+        result_ttl=3600,
+        failure_ttl=7 * 24 * 3600,
+        description=f"process photo {photo_id}",
+        meta={"photo_id": photo_id},
+    )
+
+
+def enqueue_photos(photo_ids: Iterable[int], queue: str = BULK, batch_size: int = 1000) -> Iterator[int]:
+    """Queue many photos with Redis pipelines (enqueue_many); yields how many each batch queued."""
+    rq_queue = get_queue(queue)
+    batch: list[int] = []
+    for photo_id in photo_ids:
+        batch.append(photo_id)
+        if len(batch) >= batch_size:
+            yield _enqueue_batch(rq_queue, batch)
+            batch = []
+    if batch:
+        yield _enqueue_batch(rq_queue, batch)
+
+
+def _enqueue_batch(rq_queue: Queue, photo_ids: list[int]) -> int:
+    now = timezone.now()
+    Photo.objects.filter(pk__in=photo_ids).update(status=PhotoStatus.QUEUED, queued_at=now, error="")
+    jobs = [
+        Queue.prepare_data(
+            "jobs.process_photo.process_photo",
+            args=(photo_id,),
+            job_id=photo_job_id(photo_id),
+            timeout=settings.JOB_TIMEOUT,
+            retry=retry_policy(),
+            result_ttl=3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"process photo {photo_id}",
+            meta={"photo_id": photo_id},
+        )
+        for photo_id in photo_ids
+    ]
+    rq_queue.enqueue_many(jobs)
+    return len(photo_ids)
+
+
+def enqueue_reference(reference_id: int) -> None:
+    def push() -> None:
+        get_queue(GALLERY).enqueue_call(
+            "jobs.encode_reference.encode_reference",
+            args=(reference_id,),
+            timeout=settings.JOB_TIMEOUT,
+            retry=retry_policy(),
+            description=f"encode reference {reference_id}",
+        )
+
+    transaction.on_commit(push)
+
+
+def enqueue_rematch(owner_id: int, photo_ids: list[int] | None = None, queue: str = GALLERY) -> None:
+    """Re-match stored encodings of a user's photos (all, or the ones given) without detecting again."""
+
+    def push() -> None:
+        get_queue(queue).enqueue_call(
+            "jobs.rematch.rematch_faces",
+            args=(owner_id, photo_ids),
+            timeout=settings.JOB_TIMEOUT,
+            retry=retry_policy(),
+            description=f"re-match faces of user {owner_id}",
+        )
+
+    transaction.on_commit(push)
+
+
+def enqueue_alert_delivery(alert_id: int) -> None:
+    def push() -> None:
+        get_queue(GALLERY).enqueue_call(
+            "jobs.deliver_alert.deliver_alert",
+            args=(alert_id,),
+            timeout=60,
+            retry=retry_policy(),
+            description=f"deliver alert {alert_id}",
+        )
+
+    transaction.on_commit(push)

@@ -1,0 +1,66 @@
+"""Start everything on one machine: the embedded Redis, RQ workers and gunicorn. Ctrl-C stops them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from jobs import redis_server
+from jobs.enqueue import QUEUE_NAMES
+
+
+class Command(BaseCommand):
+    help = "Run the embedded Redis (unless REDIS_URL is set), RQ workers and the web server together."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")))
+        parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+
+    def handle(self, *args, host: str, port: int, workers: int, web_workers: int, **options) -> None:
+        self.children: list[subprocess.Popen] = []
+        signal.signal(signal.SIGTERM, lambda *_: self.stop(0))
+        try:
+            self.start(host, port, workers, web_workers)
+            self.stdout.write(self.style.SUCCESS(f"photosite is running at http://{host}:{port}/ (Ctrl-C stops it)"))
+            while all(child.poll() is None for child in self.children):
+                time.sleep(0.5)
+            self.stderr.write("A process exited; stopping the others.")
+            self.stop(1)
+        except KeyboardInterrupt:
+            self.stop(0)
+
+    def start(self, host: str, port: int, workers: int, web_workers: int) -> None:
+        if not settings.REDIS_URL:
+            data_dir = settings.VAR_DIR / "redis"
+            self.stdout.write(f"Embedded Redis on 127.0.0.1:{settings.EMBEDDED_REDIS_PORT}, data in {data_dir}")
+            self.children.append(redis_server.start(settings.EMBEDDED_REDIS_PORT, data_dir))
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        for number in range(workers):
+            name = f"{os.uname().nodename}.{os.getpid()}.{number}"
+            worker = [*manage, "rqworker", *QUEUE_NAMES, "--with-scheduler", "--name", name]
+            self.children.append(subprocess.Popen(worker))
+        gunicorn = [
+            sys.executable, "-m", "gunicorn", "photosite.wsgi",
+            "--bind", f"{host}:{port}",
+            "--workers", str(web_workers),
+            "--access-logfile", "-",
+        ]  # fmt: skip
+        self.children.append(subprocess.Popen(gunicorn, cwd=settings.BASE_DIR))
+
+    def stop(self, code: int) -> None:
+        for child in reversed(self.children):  # web first, Redis last
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        sys.exit(code)

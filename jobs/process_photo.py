@@ -1,0 +1,79 @@
+"""The upload job: detect and encode the faces of one photo, match them, record alerts."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from rq import get_current_job
+from rq.timeouts import JobTimeoutException
+
+from jobs.enqueue import enqueue_alert_delivery
+from recognition import engine
+from recognition.matching import Gallery
+from recognition.models import Photo, PhotoStatus
+
+log = logging.getLogger(__name__)
+
+
+def process_photo(photo_id: int) -> dict:
+    """Idempotent: running it again replaces the photo's faces and keeps the user's decisions."""
+    photo = Photo.objects.filter(pk=photo_id).first()
+    if photo is None:
+        return {"photo": photo_id, "skipped": "photo was deleted"}
+    job = get_current_job()
+    Photo.objects.filter(pk=photo_id).update(
+        status=PhotoStatus.PROCESSING,
+        started_at=timezone.now(),
+        attempts=F("attempts") + 1,
+        job_id=job.id if job else "",
+        error="",
+    )
+    try:
+        with photo.image.open("rb") as source:
+            analysis = engine.detect_faces(source)
+    except engine.UnreadableImage as exc:
+        fail_for_good(photo, f"Unreadable image: {exc}")
+        raise
+    except JobTimeoutException:
+        fail_for_good(photo, f"Timed out: processing took longer than {settings.JOB_TIMEOUT} s")
+        raise
+    except Exception as exc:
+        fail_or_retry(photo, f"{exc.__class__.__name__}: {exc}")
+        raise
+    store_results(photo, analysis)
+    return {"photo": photo_id, "faces": len(analysis.faces)}
+
+
+def store_results(photo: Photo, analysis: engine.Analysis) -> None:
+    if not photo.thumbnail:
+        thumbnail = analysis.thumbnail_jpeg(settings.THUMBNAIL_SIZE)
+        photo.thumbnail.save("thumb.jpg", ContentFile(thumbnail), save=False)
+        Photo.objects.filter(pk=photo.pk).update(thumbnail=photo.thumbnail.name)
+    with transaction.atomic():
+        photo.replace_faces(analysis)
+        alerts = photo.apply_matches(Gallery.for_owner(photo.owner_id))
+        photo.mark(PhotoStatus.DONE, processed_at=timezone.now())
+    for alert in alerts:
+        enqueue_alert_delivery(alert.pk)
+
+
+def fail_for_good(photo: Photo, reason: str) -> None:
+    """A failure no retry can mend: record it and tell RQ not to retry."""
+    job = get_current_job()
+    if job is not None:
+        job.retries_left = 0
+    photo.mark(PhotoStatus.FAILED, reason, processed_at=timezone.now())
+    log.warning("photo %s failed: %s", photo.pk, reason)
+
+
+def fail_or_retry(photo: Photo, reason: str) -> None:
+    job = get_current_job()
+    if job is not None and job.retries_left:
+        photo.mark(PhotoStatus.QUEUED, f"Retrying after a transient error: {reason}")
+    else:
+        photo.mark(PhotoStatus.FAILED, reason, processed_at=timezone.now())

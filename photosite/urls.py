@@ -1,0 +1,19 @@
+"""URLs: the gallery pages, the JSON API, the admin and django-rq's dashboard."""
+
+from django.contrib import admin
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from recognition import api
+
+router = DefaultRouter()
+router.register("photos", api.PhotoViewSet, basename="api-photo")
+router.register("people", api.PersonViewSet, basename="api-person")
+router.register("alerts", api.AlertViewSet, basename="api-alert")
+
+urlpatterns = [
+    path("admin/rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+    path("api/", include(router.urls)),
+    path("", include("recognition.urls")),
+]

@@ -1,0 +1,187 @@
+"""The JSON API (Django REST framework): photos, people and their references, alerts."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference, enqueue_rematch
+from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto
+from recognition.uploads import UploadRejected, check_upload
+
+
+def exception_handler(exc, context):
+    """DRF's handler, with every error body carrying an "error" string."""
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "error" not in response.data:
+        detail = response.data.get("detail")
+        response.data["error"] = str(detail) if detail else _first_message(response.data)
+    return response
+
+
+def _first_message(data) -> str:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            return f"{key}: {_first_message(value)}"
+    if isinstance(data, list) and data:
+        return _first_message(data[0])
+    return str(data)
+
+
+class UploadThrottle(UserRateThrottle):
+    scope = "uploads"
+
+
+def rejected(exc: UploadRejected) -> Response:
+    return Response({"error": exc.message}, status=exc.status)
+
+
+class PersonBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Person
+        fields = ["id", "name"]
+
+
+class FaceSerializer(serializers.ModelSerializer):
+    box = serializers.SerializerMethodField()
+    person = PersonBriefSerializer(read_only=True)
+
+    class Meta:
+        model = Face
+        fields = ["id", "box", "person", "distance", "named_by_user"]
+
+    def get_box(self, face: Face) -> dict[str, int]:
+        return face.box.as_dict()
+
+
+class PhotoSerializer(serializers.ModelSerializer):
+    faces = FaceSerializer(many=True, read_only=True)
+    url = serializers.HyperlinkedIdentityField(view_name="api-photo-detail")
+    people = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Photo
+        fields = [
+            "id", "url", "status", "error", "original_name", "width", "height", "attempts",
+            "created_at", "processed_at", "people", "faces",
+        ]  # fmt: skip
+
+    def get_people(self, photo: Photo) -> list[str]:
+        return photo.people_names()
+
+
+class ReferenceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ReferencePhoto
+        fields = ["id", "status", "error", "original_name", "created_at"]
+
+
+class PersonSerializer(serializers.ModelSerializer):
+    references = ReferenceSerializer(many=True, read_only=True)
+    faces_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Person
+        fields = ["id", "name", "created_at", "references", "faces_count"]
+
+    def get_faces_count(self, person: Person) -> int:
+        return person.faces.count()
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    person = PersonBriefSerializer(read_only=True)
+
+    class Meta:
+        model = Alert
+        fields = ["id", "photo", "face", "person", "distance", "seen", "created_at", "webhook_status"]
+
+
+class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = PhotoSerializer
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def get_queryset(self):
+        photos = Photo.objects.filter(owner=self.request.user).prefetch_related("faces__person")
+        wanted = self.request.query_params.get("status")
+        return photos.filter(status=wanted) if wanted else photos
+
+    def get_throttles(self):
+        return [UploadThrottle()] if self.action == "create" else super().get_throttles()
+
+    def create(self, request: Request) -> Response:
+        upload = request.FILES.get("image")
+        try:
+            photo, duplicate = Photo.objects.from_upload(request.user, upload)
+        except UploadRejected as exc:
+            return rejected(exc)
+        if not duplicate:
+            enqueue_photo(photo, UPLOADS)
+        body = {
+            "id": photo.pk,
+            "status": photo.status,
+            "url": request.build_absolute_uri(f"/api/photos/{photo.pk}/"),
+            "duplicate": duplicate,
+        }
+        if photo.status == PhotoStatus.WAITING:
+            body["message"] = "Stored; it will be processed when the job queue is back."
+        return Response(body, status=status.HTTP_200_OK if duplicate else status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["post"])
+    def reprocess(self, request: Request, pk: str) -> Response:
+        photo = self.get_object()
+        enqueue_photo(photo, UPLOADS)
+        return Response({"id": photo.pk, "status": photo.status}, status=status.HTTP_202_ACCEPTED)
+
+
+class PersonViewSet(viewsets.ModelViewSet):
+    serializer_class = PersonSerializer
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        return Person.objects.filter(owner=self.request.user).prefetch_related("references")
+
+    def perform_create(self, serializer) -> None:
+        serializer.save(owner=self.request.user)
+
+    def perform_update(self, serializer) -> None:
+        serializer.save()
+
+    @transaction.atomic
+    def perform_destroy(self, person: Person) -> None:
+        owner_id = person.owner_id
+        person.delete()
+        enqueue_rematch(owner_id)
+
+    @action(detail=True, methods=["post"])
+    def references(self, request: Request, pk: str) -> Response:
+        person = get_object_or_404(self.get_queryset(), pk=pk)
+        try:
+            reference = person.add_reference(request.FILES.get("image"))
+        except UploadRejected as exc:
+            return rejected(exc)
+        enqueue_reference(reference.pk)
+        return Response(ReferenceSerializer(reference).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = AlertSerializer
+
+    def get_queryset(self):
+        alerts = Alert.objects.filter(owner=self.request.user).select_related("person")
+        if self.request.query_params.get("unseen"):
+            alerts = alerts.filter(seen=False)
+        return alerts
+
+    @action(detail=True, methods=["post"])
+    def seen(self, request: Request, pk: str) -> Response:
+        alert = self.get_object()
+        Alert.objects.filter(pk=alert.pk).update(seen=True)
+        return Response({"id": alert.pk, "seen": True})
+

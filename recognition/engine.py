@@ -1,0 +1,212 @@
+"""The face engine: open an image safely, find faces, encode them.
+
+Detection runs on a downscaled copy (HOG cost grows with pixels, encodings do not), and every box
+is mapped back to the pixels of the original image after its EXIF orientation.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from dataclasses import dataclass, field
+from typing import IO
+
+import numpy as np
+from django.conf import settings
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+try:  # HEIC/HEIF from phones; optional so a missing wheel never breaks JPEG work.
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover
+    pillow_heif = None
+
+ENCODING_DTYPE = np.float32
+ENCODING_SIZE = 128
+
+
+class UnreadableImage(Exception):
+    """The file is not an image we can decode (empty, truncated, not an image, too many pixels)."""
+
+
+@dataclass(frozen=True)
+class Box:
+    top: int
+    right: int
+    bottom: int
+    left: int
+
+    @property
+    def area(self) -> int:
+        return max(0, self.bottom - self.top) * max(0, self.right - self.left)
+
+    def overlap(self, other: Box) -> float:
+        """Intersection over union, 0..1."""
+        top, bottom = max(self.top, other.top), min(self.bottom, other.bottom)
+        left, right = max(self.left, other.left), min(self.right, other.right)
+        inter = max(0, bottom - top) * max(0, right - left)
+        union = self.area + other.area - inter
+        return inter / union if union else 0.0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"top": self.top, "right": self.right, "bottom": self.bottom, "left": self.left}
+
+
+@dataclass
+class DetectedFace:
+    box: Box
+    encoding: np.ndarray
+
+
+@dataclass
+class Analysis:
+    """What the engine found in one image: its oriented size and its faces."""
+
+    width: int
+    height: int
+    faces: list[DetectedFace] = field(default_factory=list)
+    preview: Image.Image | None = field(default=None, repr=False)  # the decoded, downscaled image
+
+    def thumbnail_jpeg(self, size: int) -> bytes:
+        """A JPEG of the preview no larger than size x size."""
+        image = self.preview.copy()
+        image.thumbnail((size, size), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=82, optimize=True)
+        return out.getvalue()
+
+
+# The pid of the process that loaded the models: a forked work horse inherits it from its parent.
+models_loaded_by: int | None = None
+
+
+def load_models() -> None:
+    """Import face_recognition (and so load dlib's models) once in this process."""
+    global models_loaded_by
+    if models_loaded_by is None:
+        import face_recognition  # noqa: F401
+
+        # face_recognition turns on LOAD_TRUNCATED_IMAGES for everyone: a truncated upload would then
+        # decode as grey padding and pass as a photo. We want it reported as damaged.
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        models_loaded_by = os.getpid()
+
+
+def _read(source: IO[bytes] | bytes | str) -> Image.Image:
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(source)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise UnreadableImage(f"not an image we can read ({exc.__class__.__name__})") from exc
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise UnreadableImage("image has too many pixels") from exc
+    width, height = image.size
+    if width * height > settings.FACES_MAX_PIXELS:
+        # Checked from the header alone, before any pixel is decoded.
+        raise UnreadableImage(
+            f"image is {width}x{height} pixels, over the limit of {settings.FACES_MAX_PIXELS:,} pixels"
+        )
+    if width == 0 or height == 0:
+        raise UnreadableImage("image has no pixels")
+    return image
+
+
+def check_header(source: IO[bytes] | bytes | str) -> tuple[int, int]:
+    """Read only the header: the format is known and the pixel count within the limit."""
+    image = _read(source)
+    return image.size
+
+
+def open_image(source: IO[bytes] | bytes | str, max_side: int | None = None) -> tuple[Image.Image, int, int]:
+    """Decode an image upright, in RGB, no larger than max_side.
+
+    Returns the image and the width and height of the full-size original after EXIF orientation.
+    """
+    image = _read(source)
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+        width, height = image.size
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+        if max_side and image.format == "JPEG":
+            # Draft mode decodes the JPEG at 1/2, 1/4 or 1/8 scale: much faster than decoding it whole.
+            image.draft("RGB", (max_side, max_side))
+        image.seek(0)  # animated images: the first frame
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        if image.mode != "RGB":
+            image = _to_rgb(image)
+        if max_side and max(image.size) > max_side:
+            image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    except UnreadableImage:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as exc:
+        raise UnreadableImage(f"image data is damaged or incomplete ({exc})") from exc
+    return image, width, height
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Flatten alpha on white and convert any mode (CMYK, 16-bit, palette, grey) to 8-bit RGB."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit samples: keep the top 8 bits (values up to 255 are already 8-bit in a wider mode).
+        array = np.asarray(image, dtype=np.uint32)
+        shift = 8 if array.max() > 255 else 0
+        image = Image.fromarray((array >> shift).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return image.convert("RGB")
+
+
+def _scale_box(raw: tuple[int, int, int, int], scale: float, width: int, height: int) -> Box:
+    top, right, bottom, left = raw
+    return Box(
+        top=max(0, round(top * scale)),
+        right=min(width, round(right * scale)),
+        bottom=min(height, round(bottom * scale)),
+        left=max(0, round(left * scale)),
+    )
+
+
+def detect_faces(source: IO[bytes] | bytes | str) -> Analysis:
+    """Find and encode every face; boxes are in the original image's oriented pixels."""
+    load_models()
+    import face_recognition
+
+    image, width, height = open_image(source, settings.FACES_DETECT_MAX_SIDE)
+    pixels = np.asarray(image)
+    locations = face_recognition.face_locations(
+        pixels, number_of_times_to_upsample=settings.FACES_UPSAMPLE, model="hog"
+    )
+    if not locations:
+        return Analysis(width=width, height=height, preview=image)
+    encodings = face_recognition.face_encodings(pixels, known_face_locations=locations)
+    scale = width / image.width
+    faces = [
+        DetectedFace(box=_scale_box(loc, scale, width, height), encoding=np.asarray(enc, dtype=ENCODING_DTYPE))
+        for loc, enc in zip(locations, encodings)
+    ]
+    return Analysis(width=width, height=height, faces=faces, preview=image)
+
+
+def encode_reference(source: IO[bytes] | bytes | str) -> DetectedFace:
+    """The largest face of a reference photo."""
+    analysis = detect_faces(source)
+    if not analysis.faces:
+        raise UnreadableImage("no face found in this reference photo")
+    return max(analysis.faces, key=lambda face: face.box.area)
+
+
+def encoding_to_bytes(encoding: np.ndarray) -> bytes:
+    return np.asarray(encoding, dtype=ENCODING_DTYPE).tobytes()
+
+
+def encoding_from_bytes(data: bytes) -> np.ndarray:
+    return np.frombuffer(bytes(data), dtype=ENCODING_DTYPE)

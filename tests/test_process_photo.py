@@ -1,0 +1,119 @@
+"""The upload pipeline end to end: API upload, a real Redis, a real RQ worker, real photos."""
+
+import pytest
+from django.core import mail
+
+from recognition.models import Alert, Person, Photo, PhotoStatus, ReferenceStatus
+from tests.conftest import upload_of
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.scaleout]
+
+
+def add_person(api, run_jobs, name: str, *references: str) -> Person:
+    person_id = api.post("/api/people/", {"name": name}, format="json").json()["id"]
+    for reference in references:
+        response = api.post(f"/api/people/{person_id}/references/", {"image": upload_of(reference)})
+        assert response.status_code == 202, response.content
+    run_jobs()
+    person = Person.objects.get(pk=person_id)
+    assert all(ref.status == ReferenceStatus.DONE for ref in person.references.all())
+    return person
+
+
+def upload(api, relative: str) -> int:
+    response = api.post("/api/photos/", {"image": upload_of(relative)})
+    assert response.status_code == 202, response.content
+    return response.json()["id"]
+
+
+def test_known_person_is_found_and_alerted(api, user, run_jobs):
+    obama = add_person(api, run_jobs, "Obama", "people/obama/portrait_2012.jpg")
+    photo_id = upload(api, "people/obama/congress_address_2009.jpg")
+    assert Photo.objects.get(pk=photo_id).status == PhotoStatus.QUEUED
+    run_jobs()
+
+    body = api.get(f"/api/photos/{photo_id}/").json()
+    assert body["status"] == "done" and body["error"] == ""
+    assert (body["width"], body["height"]) == (626, 1200)
+    [face] = body["faces"]
+    assert face["person"] == {"id": obama.pk, "name": "Obama"}
+    assert 0 < face["distance"] < 0.45
+    assert set(face["box"]) == {"top", "right", "bottom", "left"}
+
+    alert = Alert.objects.get(photo_id=photo_id)
+    assert alert.person == obama and alert.owner == user
+    assert [m.to for m in mail.outbox] == [["alice@example.com"]]
+    assert "Obama" in mail.outbox[0].subject
+    assert Photo.objects.get(pk=photo_id).thumbnail
+
+
+def test_group_photo_names_obama_and_biden(api, run_jobs):
+    add_person(api, run_jobs, "Obama", "people/obama/portrait_2012.jpg")
+    add_person(api, run_jobs, "Biden", "people/biden/vp_portrait_2013.jpg")
+    photo_id = upload(api, "groups/situation_room_2011.jpg")
+    run_jobs()
+    faces = api.get(f"/api/photos/{photo_id}/").json()["faces"]
+    assert len(faces) >= 8
+    names = [face["person"]["name"] for face in faces if face["person"]]
+    assert sorted(names) == ["Biden", "Obama"]
+
+
+@pytest.mark.parametrize("name", ["cat.png", "rocket.jpg", "coffee.jpg", "brick.png", "grass.png"])
+def test_photos_without_faces_end_done_with_none(api, run_jobs, name):
+    photo_id = upload(api, f"nofaces/{name}")
+    run_jobs()
+    body = api.get(f"/api/photos/{photo_id}/").json()
+    assert body["status"] == "done" and body["faces"] == []
+
+
+def test_a_stranger_is_not_matched(api, run_jobs):
+    add_person(api, run_jobs, "Obama", "people/obama/portrait_2012.jpg")
+    add_person(api, run_jobs, "Biden", "people/biden/vp_portrait_2013.jpg")
+    photo_id = upload(api, "portraits/029701.jpg")
+    run_jobs()
+    [face] = api.get(f"/api/photos/{photo_id}/").json()["faces"]
+    assert face["person"] is None
+    assert not Alert.objects.exists()
+
+
+def test_truncated_jpeg_fails_readably_and_the_worker_goes_on(api, run_jobs):
+    data = upload_of("people/obama/portrait_2012.jpg").read()
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    broken = SimpleUploadedFile("broken.jpg", data[: len(data) // 2], content_type="image/jpeg")
+    broken_id = api.post("/api/photos/", {"image": broken}).json()["id"]
+    good_id = upload(api, "people/biden/senate.jpg")
+    run_jobs()
+    broken_photo = Photo.objects.get(pk=broken_id)
+    assert broken_photo.status == PhotoStatus.FAILED
+    assert "Unreadable image" in broken_photo.error and "damaged or incomplete" in broken_photo.error
+    assert broken_photo.attempts == 1  # an unreadable image is never retried
+    assert Photo.objects.get(pk=good_id).status == PhotoStatus.DONE
+
+
+def test_reprocessing_is_harmless(api, run_jobs):
+    add_person(api, run_jobs, "Obama", "people/obama/portrait_2012.jpg")
+    photo_id = upload(api, "groups/obama_biden.jpg")
+    run_jobs()
+    first = sorted(tuple(f["box"].values()) for f in api.get(f"/api/photos/{photo_id}/").json()["faces"])
+    assert api.post(f"/api/photos/{photo_id}/reprocess/").status_code == 202
+    run_jobs()
+    photo = Photo.objects.get(pk=photo_id)
+    second = sorted(tuple(f["box"].values()) for f in api.get(f"/api/photos/{photo_id}/").json()["faces"])
+    assert photo.status == PhotoStatus.DONE and photo.attempts == 2
+    assert first == second and photo.faces.count() == 2
+    assert Alert.objects.filter(photo=photo).count() == 1
+
+
+def test_a_new_reference_rematches_without_detecting_again(api, run_jobs):
+    photo_id = upload(api, "groups/obama_biden.jpg")
+    run_jobs()
+    photo = Photo.objects.get(pk=photo_id)
+    face_ids = set(photo.faces.values_list("pk", flat=True))
+    assert not photo.faces.filter(person__isnull=False).exists()
+    add_person(api, run_jobs, "Biden", "people/biden/vp_portrait_2013.jpg")
+    photo.refresh_from_db()
+    assert photo.attempts == 1  # not detected again
+    assert set(photo.faces.values_list("pk", flat=True)) == face_ids
+    assert photo.people_names() == ["Biden"]
+    assert Alert.objects.filter(photo=photo, person__name="Biden").count() == 1

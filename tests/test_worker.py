@@ -1,0 +1,55 @@
+"""The worker class: models loaded once in the parent; a real `manage.py rqworker` subprocess."""
+
+import pytest
+
+from jobs.enqueue import UPLOADS, get_queue
+from recognition.models import Photo, PhotoStatus
+from tests.conftest import photos_finished, upload_of, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.scaleout]
+
+
+def test_models_are_loaded_in_the_parent_not_per_job(start_worker):
+    queue = get_queue(UPLOADS)
+    jobs = [queue.enqueue("tests.helpers.report_process") for _ in range(3)]
+    worker = start_worker("--burst")
+    assert worker.wait(timeout=120) == 0
+    results = [job.latest_result().return_value for job in jobs]
+    horse_pids = {result["pid"] for result in results}
+    assert len(horse_pids) == 3, "each job runs in its own forked work horse"
+    loaded_by = {result["models_loaded_by"] for result in results}
+    assert loaded_by == {worker.pid}, "every horse inherited the models the parent loaded"
+    assert worker.pid not in horse_pids
+
+
+def test_burst_worker_subprocess_processes_uploads(api, start_worker):
+    ids = [
+        api.post("/api/photos/", {"image": upload_of(name)}).json()["id"]
+        for name in ("people/obama/congress_address_2009.jpg", "nofaces/cat.png", "people/hayes/photo_2.jpg")
+    ]
+    worker = start_worker("--burst")
+    assert worker.wait(timeout=300) == 0
+    wait_for(lambda: photos_finished(ids), timeout=10)
+    statuses = dict(Photo.objects.filter(pk__in=ids).values_list("original_name", "status"))
+    assert statuses == {
+        "congress_address_2009.jpg": PhotoStatus.DONE,
+        "cat.png": PhotoStatus.DONE,
+        "photo_2.jpg": PhotoStatus.DONE,
+    }
+    assert Photo.objects.get(original_name="congress_address_2009.jpg").faces.count() == 1
+
+
+def test_several_worker_processes_share_the_queue(api, start_worker):
+    """Two workers (SCALEOUT_WORKERS in CI's scale-out pass) drain one queue; nothing is done twice."""
+    import os
+
+    names = ["people/obama/senate.jpg", "people/biden/senate.jpg", "people/clinton/senate.jpg",
+             "people/harris/senate.jpg", "people/hayes/photo_2.jpg", "portraits/029701.jpg"]  # fmt: skip
+    ids = [api.post("/api/photos/", {"image": upload_of(name)}).json()["id"] for name in names]
+    workers = [start_worker("--burst") for _ in range(int(os.environ.get("SCALEOUT_WORKERS", "2")))]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0
+    wait_for(lambda: photos_finished(ids), timeout=10)
+    photos = Photo.objects.filter(pk__in=ids)
+    assert {photo.status for photo in photos} == {PhotoStatus.DONE}
+    assert all(photo.attempts == 1 and photo.faces.count() == 1 for photo in photos)
