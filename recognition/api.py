@@ -14,7 +14,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference, enqueue_rematch
 from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto
-from recognition.uploads import UploadRejected, check_upload
+from recognition.uploads import UploadRejected
 
 
 def exception_handler(exc, context):
@@ -184,4 +184,3 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         alert = self.get_object()
         Alert.objects.filter(pk=alert.pk).update(seen=True)
         return Response({"id": alert.pk, "seen": True})
-

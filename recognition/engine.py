@@ -191,7 +191,7 @@ def detect_faces(source: IO[bytes] | bytes | str) -> Analysis:
     scale = width / image.width
     faces = [
         DetectedFace(box=_scale_box(loc, scale, width, height), encoding=np.asarray(enc, dtype=ENCODING_DTYPE))
-        for loc, enc in zip(locations, encodings)
+        for loc, enc in zip(locations, encodings, strict=True)
     ]
     return Analysis(width=width, height=height, faces=faces, preview=image)
 

@@ -197,7 +197,7 @@ class Photo(models.Model):
             return []
         vectors = np.stack([face.vector() for face in faces])
         excluded = [[person.pk for person in face.rejected_people.all()] for face in faces]
-        for face, found in zip(faces, gallery.match(vectors, excluded)):
+        for face, found in zip(faces, gallery.match(vectors, excluded), strict=True):
             person_id, distance = (found.person_id, found.distance) if found else (None, None)
             if (face.person_id, face.distance) != (person_id, distance):
                 face.person_id, face.distance = person_id, distance
