@@ -1,5 +1,7 @@
 """The upload pipeline end to end: API upload, a real Redis, a real RQ worker, real photos."""
 
+import os
+
 import pytest
 from django.core import mail
 
@@ -117,3 +119,27 @@ def test_a_new_reference_rematches_without_detecting_again(api, run_jobs):
     assert set(photo.faces.values_list("pk", flat=True)) == face_ids
     assert photo.people_names() == ["Biden"]
     assert Alert.objects.filter(photo=photo, person__name="Biden").count() == 1
+
+
+def test_a_transient_error_retries_with_backoff(api, run_jobs, redis_server):
+    """A missing file may come back (a storage outage): the job is scheduled again, the photo says so."""
+    from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+
+    from jobs.enqueue import UPLOADS, get_queue, photo_job_id
+
+    photo_id = upload(api, "people/obama/senate.jpg")
+    photo = Photo.objects.get(pk=photo_id)
+    saved = photo.image.path + ".saved"
+    os.rename(photo.image.path, saved)
+    run_jobs()
+    photo.refresh_from_db()
+    assert photo.status == PhotoStatus.QUEUED and photo.error.startswith("Retrying after a transient error")
+    queue = get_queue(UPLOADS)
+    assert photo_job_id(photo_id) in ScheduledJobRegistry(queue=queue).get_job_ids()
+    assert photo_job_id(photo_id) not in FailedJobRegistry(queue=queue).get_job_ids()
+
+    os.rename(saved, photo.image.path)
+    queue.enqueue_job(queue.fetch_job(photo_job_id(photo_id)))  # the backoff has passed
+    run_jobs()
+    photo.refresh_from_db()
+    assert photo.status == PhotoStatus.DONE and photo.attempts == 2
