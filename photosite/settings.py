@@ -122,7 +122,6 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6's default, today
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
