@@ -205,9 +205,11 @@ class Photo(models.Model):
         return self.record_alerts()
 
     def record_alerts(self) -> list[Alert]:
-        """One alert per person found in this photo; an alert that exists already is left alone."""
+        """One alert per person found in this photo; an alert that exists already is left alone.
+
+        A face the user named is no news to them: it raises no alert."""
         created = []
-        for face in self.faces.filter(person__isnull=False).order_by("distance"):
+        for face in self.faces.filter(person__isnull=False, named_by_user=False).order_by("distance"):
             alert, is_new = Alert.objects.get_or_create(
                 photo=self,
                 person_id=face.person_id,
