@@ -1,24 +1,431 @@
-"""The gallery pages (placeholders until the web gallery lands)."""
+"""The gallery pages: thin views over recognition.curation and the models.
 
+Every object is looked up with owner=request.user, so another user's photo, person, alert or media
+answers 404. Media is served only from here (there is no MEDIA_URL).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_cache_control
+from django.views.decorators.http import require_GET, require_POST
 
-from recognition.models import Person, Photo
+from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
+from recognition import curation, engine
+from recognition.api import UploadThrottle
+from recognition.forms import MergeForm, NameFaceForm, PersonForm, ReferenceForm, RenameForm, SettingsForm, SignupForm
+from recognition.models import Alert, Face, Person, Photo, ReferencePhoto, UserSettings
+from recognition.uploads import UploadRejected
+
+PHOTOS_PER_PAGE = 24
+ALERTS_PER_PAGE = 50
+STATUS_MAX_IDS = 200
+MEDIA_MAX_AGE = 24 * 3600
+
+
+def page_of(request: HttpRequest, items, per_page: int) -> Page:
+    return Paginator(items, per_page).get_page(request.GET.get("page"))
+
+
+# Accounts
+
+
+class SignInView(auth_views.LoginView):
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs) -> dict:
+        return super().get_context_data(allow_signup=settings.ALLOW_SIGNUP, **kwargs)
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    """Self sign-up, only where settings.ALLOW_SIGNUP is on; staff make accounts otherwise."""
+    if not settings.ALLOW_SIGNUP:
+        raise Http404("Sign-up is closed")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("gallery")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+# Gallery and photos
+
+
+def photo_card(photo: Photo) -> dict:
+    """What a gallery card shows, as JSON for the live updates."""
+    return {
+        "id": photo.pk,
+        "status": photo.status,
+        "error": photo.error,
+        "names": photo.people_names(),
+        "thumbnail": reverse("photo-thumbnail", args=[photo.pk]) if photo.thumbnail else None,
+        "url": photo.get_absolute_url(),
+        "name": str(photo),
+    }
 
 
 @login_required
 def gallery(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("gallery")
+    if request.method == "POST":
+        # Without JavaScript the picker posts every file here at once; the page's script sends each
+        # file on its own request to the API instead, with a progress bar.
+        upload_files(request, request.FILES.getlist("images"))
+        return redirect("gallery")
+    photos = Photo.objects.filter(owner=request.user).prefetch_related("faces__person")
+    return render(
+        request,
+        "recognition/gallery.html",
+        {"page": page_of(request, photos, PHOTOS_PER_PAGE), "max_bytes": settings.PHOTO_MAX_BYTES},
+    )
+
+
+def upload_files(request: HttpRequest, files: list) -> None:
+    if not files:
+        messages.error(request, "Choose one or more photos to upload.")
+    throttle = UploadThrottle()
+    for upload in files:
+        if not throttle.allow_request(request, None):
+            messages.error(request, f"{upload.name}: too many uploads, try again later.")
+            continue
+        try:
+            photo, duplicate = Photo.objects.from_upload(request.user, upload)
+        except UploadRejected as exc:
+            messages.error(request, f"{upload.name}: {exc.message}")
+            continue
+        if duplicate:
+            messages.info(request, f"{upload.name}: already uploaded.")
+        else:
+            enqueue_photo(photo, UPLOADS)
+            messages.success(request, f"{upload.name}: uploaded.")
+
+
+@require_GET
+@login_required
+def photo_status(request: HttpRequest) -> JsonResponse:
+    """Cards' live status: /photos/status/?ids=1,2,3 (the user's own photos only)."""
+    ids = [int(part) for part in request.GET.get("ids", "").split(",") if part.strip().isdigit()]
+    photos = Photo.objects.filter(owner=request.user, pk__in=ids[:STATUS_MAX_IDS]).prefetch_related("faces__person")
+    return JsonResponse({"photos": [photo_card(photo) for photo in photos]})
+
+
+def face_boxes(photo: Photo, faces: list[Face]) -> list[dict]:
+    """Each face with its box in percent of the photo, for divs drawn over the image at any size."""
+    width, height = photo.width or 1, photo.height or 1
+    return [
+        {
+            "face": face,
+            "number": number,
+            "left": 100 * face.left / width,
+            "top": 100 * face.top / height,
+            "width": 100 * (face.right - face.left) / width,
+            "height": 100 * (face.bottom - face.top) / height,
+        }
+        for number, face in enumerate(faces, start=1)
+    ]
 
 
 @login_required
 def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
     photo = get_object_or_404(Photo, pk=pk, owner=request.user)
-    return HttpResponse(str(photo))
+    faces = list(photo.faces.select_related("person").prefetch_related("rejected_people"))
+    context = {
+        "photo": photo,
+        "boxes": face_boxes(photo, faces),
+        "people": Person.objects.filter(owner=request.user),
+    }
+    return render(request, "recognition/photo.html", context)
+
+
+@require_POST
+@login_required
+def photo_reprocess(request: HttpRequest, pk: int) -> HttpResponse:
+    photo = get_object_or_404(Photo, pk=pk, owner=request.user)
+    curation.reprocess_photo(photo)
+    messages.success(request, "The photo is queued to be processed again; your decisions on its faces stay.")
+    return redirect(photo)
+
+
+@require_POST
+@login_required
+def photo_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    photo = get_object_or_404(Photo, pk=pk, owner=request.user)
+    curation.delete_photo(photo)
+    messages.success(request, f"Deleted {photo}.")
+    return redirect("gallery")
+
+
+def owned_face(request: HttpRequest, pk: int) -> Face:
+    return get_object_or_404(Face.objects.select_related("photo", "person"), pk=pk, photo__owner=request.user)
+
+
+@require_POST
+@login_required
+def face_name(request: HttpRequest, pk: int) -> HttpResponse:
+    face = owned_face(request, pk)
+    form = NameFaceForm(request.POST, owner=request.user)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors.get("__all__", [])) or "Choose a person.")
+        return redirect(face.photo)
+    person = form.cleaned_data["person"] or curation.create_person(request.user, form.cleaned_data["new_name"])
+    curation.name_face(face, person)
+    messages.success(request, f"Named {person}; this face is now one of their references.")
+    return redirect(face.photo)
+
+
+@require_POST
+@login_required
+def face_reject(request: HttpRequest, pk: int) -> HttpResponse:
+    face = owned_face(request, pk)
+    if face.person is not None:
+        curation.reject_match(face)
+        messages.success(request, f"Noted: this is not {face.person}. It will not be matched to them again.")
+    return redirect(face.photo)
+
+
+# People
+
+
+@login_required
+def people(request: HttpRequest) -> HttpResponse:
+    form = PersonForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        person = curation.create_person(request.user, form.cleaned_data["name"])
+        if form.cleaned_data["image"]:
+            add_references(request, person, [form.cleaned_data["image"]])
+        return redirect(person)
+    best_face = (
+        Face.objects.filter(person=OuterRef("pk"))
+        .order_by(F("named_by_user").desc(), F("distance").asc(nulls_last=True), "id")
+        .values("pk")[:1]
+    )
+    first_reference = ReferencePhoto.objects.filter(person=OuterRef("pk")).order_by("-status", "id").values("pk")[:1]
+    listing = (
+        Person.objects.filter(owner=request.user)
+        .annotate(
+            photo_count=Count("faces__photo", distinct=True),
+            reference_count=Count("references", distinct=True),
+            face_id=Subquery(best_face),
+            reference_id=Subquery(first_reference),
+        )
+        .order_by("name", "id")
+    )
+    return render(request, "recognition/people.html", {"people": listing, "form": form})
+
+
+def add_references(request: HttpRequest, person: Person, files: list) -> int:
+    added = 0
+    for upload in files:
+        try:
+            reference = person.add_reference(upload)
+        except UploadRejected as exc:
+            messages.error(request, f"{upload.name}: {exc.message}")
+            continue
+        enqueue_reference(reference.pk)
+        added += 1
+    if added:
+        messages.success(request, f"Added {added} reference photo{'s' if added > 1 else ''}; encoding it now.")
+    return added
+
+
+def owned_person(request: HttpRequest, pk: int) -> Person:
+    return get_object_or_404(Person, pk=pk, owner=request.user)
 
 
 @login_required
 def person_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    person = get_object_or_404(Person, pk=pk, owner=request.user)
-    return HttpResponse(str(person))
+    person = owned_person(request, pk)
+    photos = curation.photos_of(person).prefetch_related("faces__person")
+    context = {
+        "person": person,
+        "references": person.references.all(),
+        "page": page_of(request, photos, PHOTOS_PER_PAGE),
+        "rename_form": RenameForm(initial={"name": person.name}),
+        "reference_form": ReferenceForm(),
+        "merge_form": MergeForm(person=person),
+        "can_merge": Person.objects.filter(owner=request.user).exclude(pk=person.pk).exists(),
+    }
+    return render(request, "recognition/person.html", context)
+
+
+@require_POST
+@login_required
+def person_references(request: HttpRequest, pk: int) -> HttpResponse:
+    person = owned_person(request, pk)
+    files = request.FILES.getlist("image")
+    if not files:
+        messages.error(request, "Choose a photo that shows their face.")
+    add_references(request, person, files)
+    return redirect(person)
+
+
+@require_POST
+@login_required
+def person_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    person = owned_person(request, pk)
+    form = RenameForm(request.POST)
+    if form.is_valid():
+        curation.rename_person(person, form.cleaned_data["name"])
+        messages.success(request, f"Renamed to {person}.")
+    else:
+        messages.error(request, "A name is needed (at most 200 characters).")
+    return redirect(person)
+
+
+@require_POST
+@login_required
+def person_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    person = owned_person(request, pk)
+    curation.delete_person(person)
+    messages.success(request, f"Deleted {person} and their reference photos.")
+    return redirect("people")
+
+
+@require_POST
+@login_required
+def person_merge(request: HttpRequest, pk: int) -> HttpResponse:
+    person = owned_person(request, pk)
+    form = MergeForm(request.POST, person=person)
+    if not form.is_valid():
+        messages.error(request, "Choose another of your people to merge into.")
+        return redirect(person)
+    target = curation.merge_people(person, form.cleaned_data["target"])
+    messages.success(request, f"Merged {person} into {target}.")
+    return redirect(target)
+
+
+@require_POST
+@login_required
+def reference_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    reference = get_object_or_404(ReferencePhoto.objects.select_related("person"), pk=pk, person__owner=request.user)
+    curation.delete_reference(reference)
+    messages.success(request, "Reference photo deleted.")
+    return redirect(reference.person)
+
+
+# Alerts and settings
+
+
+@login_required
+def alerts(request: HttpRequest) -> HttpResponse:
+    listing = Alert.objects.filter(owner=request.user).select_related("person", "photo")
+    prefs = UserSettings.for_user(request.user)
+    return render(
+        request,
+        "recognition/alerts.html",
+        {"page": page_of(request, listing, ALERTS_PER_PAGE), "webhook": bool(prefs.webhook_url)},
+    )
+
+
+@require_POST
+@login_required
+def alert_read(request: HttpRequest, pk: int) -> HttpResponse:
+    alert = get_object_or_404(Alert, pk=pk, owner=request.user)
+    Alert.objects.filter(pk=alert.pk).update(seen=True)
+    return redirect(request.POST.get("next") if _is_local(request.POST.get("next")) else "alerts")
+
+
+@require_POST
+@login_required
+def alerts_read_all(request: HttpRequest) -> HttpResponse:
+    count = Alert.objects.filter(owner=request.user, seen=False).update(seen=True)
+    messages.success(request, f"Marked {count} alert{'' if count == 1 else 's'} as read.")
+    return redirect("alerts")
+
+
+def _is_local(url: str | None) -> bool:
+    return bool(url) and url.startswith("/") and not url.startswith("//")
+
+
+@login_required
+def user_settings(request: HttpRequest) -> HttpResponse:
+    prefs = UserSettings.for_user(request.user)
+    form = SettingsForm(request.POST or None, instance=prefs)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Settings saved.")
+        return redirect("settings")
+    return render(request, "recognition/settings.html", {"form": form, "prefs": prefs})
+
+
+@require_POST
+@login_required
+def settings_new_secret(request: HttpRequest) -> HttpResponse:
+    prefs = UserSettings.for_user(request.user)
+    prefs.webhook_secret = uuid.uuid4().hex
+    prefs.save(update_fields=["webhook_secret"])
+    messages.success(request, "A new webhook secret is in use from now on.")
+    return redirect("settings")
+
+
+# Media: only through these views, only to the owner.
+
+
+def private(response: HttpResponse) -> HttpResponse:
+    patch_cache_control(response, private=True, max_age=MEDIA_MAX_AGE)
+    return response
+
+
+def jpeg_response(data: bytes) -> HttpResponse:
+    return private(HttpResponse(data, content_type="image/jpeg"))
+
+
+@require_GET
+@login_required
+def photo_original(request: HttpRequest, pk: int) -> FileResponse:
+    photo = get_object_or_404(Photo, pk=pk, owner=request.user)
+    response = FileResponse(photo.image.open("rb"), as_attachment=True, filename=photo.original_name or None)
+    return private(response)
+
+
+@require_GET
+@login_required
+def photo_web(request: HttpRequest, pk: int) -> HttpResponse:
+    """The photo upright (EXIF orientation applied) at web size, made from the original on the fly."""
+    photo = get_object_or_404(Photo, pk=pk, owner=request.user)
+    try:
+        image = curation.web_image(photo)
+    except (engine.UnreadableImage, FileNotFoundError) as exc:
+        raise Http404("This photo cannot be shown") from exc
+    return jpeg_response(curation.jpeg_bytes(image))
+
+
+@require_GET
+@login_required
+def photo_thumbnail(request: HttpRequest, pk: int) -> FileResponse:
+    photo = get_object_or_404(Photo, ~Q(thumbnail=""), pk=pk, owner=request.user)
+    return private(FileResponse(photo.thumbnail.open("rb"), content_type="image/jpeg"))
+
+
+@require_GET
+@login_required
+def face_image(request: HttpRequest, pk: int) -> HttpResponse:
+    face = owned_face(request, pk)
+    try:
+        crop = curation.crop_face(face, size=200)
+    except (engine.UnreadableImage, FileNotFoundError) as exc:
+        raise Http404("This face cannot be shown") from exc
+    return jpeg_response(curation.jpeg_bytes(crop))
+
+
+@require_GET
+@login_required
+def reference_image(request: HttpRequest, pk: int) -> HttpResponse:
+    reference = get_object_or_404(ReferencePhoto, pk=pk, person__owner=request.user)
+    try:
+        with reference.image.open("rb") as source:
+            image, _, _ = engine.open_image(source, max_side=400)
+    except (engine.UnreadableImage, FileNotFoundError) as exc:
+        raise Http404("This reference photo cannot be shown") from exc
+    return jpeg_response(curation.jpeg_bytes(image))

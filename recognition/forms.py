@@ -1,0 +1,75 @@
+"""Forms of the gallery pages; every choice of a person is limited to the signed-in user's people."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
+
+from recognition.models import Person, UserSettings
+
+
+class PersonForm(forms.Form):
+    name = forms.CharField(max_length=200, strip=True)
+    image = forms.FileField(required=False, label="Reference photo", help_text="A photo that shows their face.")
+
+
+class RenameForm(forms.Form):
+    name = forms.CharField(max_length=200, strip=True)
+
+
+class ReferenceForm(forms.Form):
+    image = forms.FileField(label="Reference photo")
+
+
+class NameFaceForm(forms.Form):
+    """Pick one of the user's people, or type the name of a new one."""
+
+    person = forms.ModelChoiceField(queryset=Person.objects.none(), required=False, empty_label="choose a person")
+    new_name = forms.CharField(max_length=200, required=False, strip=True, label="or a new person")
+
+    def __init__(self, *args, owner, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["person"].queryset = Person.objects.filter(owner=owner)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if bool(data.get("person")) == bool(data.get("new_name")):
+            raise forms.ValidationError("Choose a person or type a new name (one of them).")
+        return data
+
+
+class MergeForm(forms.Form):
+    target = forms.ModelChoiceField(queryset=Person.objects.none(), label="Merge into", empty_label=None)
+
+    def __init__(self, *args, person: Person, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["target"].queryset = Person.objects.filter(owner_id=person.owner_id).exclude(pk=person.pk)
+
+
+class SettingsForm(forms.ModelForm):
+    email = forms.EmailField(required=False, help_text="Where alerts are emailed.")
+
+    class Meta:
+        model = UserSettings
+        fields = ["email_on_match", "webhook_url"]
+        labels = {"email_on_match": "Email me when a known person is found", "webhook_url": "Webhook URL"}
+        help_texts = {"webhook_url": "Each alert is POSTed here as JSON. Leave empty for none."}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["email"].initial = self.instance.user.email
+
+    def save(self, commit: bool = True) -> UserSettings:
+        prefs = super().save(commit=commit)
+        user = self.instance.user
+        if user.email != self.cleaned_data["email"]:
+            user.email = self.cleaned_data["email"]
+            user.save(update_fields=["email"])
+        return prefs
+
+
+class SignupForm(UserCreationForm):
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ["username", "email"]
