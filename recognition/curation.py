@@ -77,13 +77,9 @@ def name_face(face: Face, person: Person) -> ReferencePhoto:
     face.person, face.distance, face.named_by_user = person, None, True
     face.save(update_fields=["person", "distance", "named_by_user"])
     face.rejected_people.remove(person)
+    # A named face is no news to the user: it raises no alert (Photo.record_alerts), and an alert
+    # for whom it was matched to before goes unless another face of the photo is still them.
     _forget_alert_unless_still_found(face.photo, previous)
-    # The user knows already: record the alert as seen, so no email or webhook goes out for it.
-    Alert.objects.get_or_create(
-        photo=face.photo,
-        person=person,
-        defaults={"owner_id": person.owner_id, "face": face, "distance": None, "seen": True},
-    )
     reference = ReferencePhoto(
         person=person,
         original_name=f"face {face.pk} of {face.photo}"[:255],
