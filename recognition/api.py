@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from rest_framework import mixins, serializers, status, viewsets
@@ -14,7 +15,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference, enqueue_rematch
 from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto
-from recognition.uploads import UploadRejected
+from recognition.uploads import UploadRejected, check_content_length
 
 
 def exception_handler(exc, context):
@@ -36,7 +37,12 @@ def _first_message(data) -> str:
 
 
 class UploadThrottle(UserRateThrottle):
+    """Uploads per user, at settings.UPLOAD_RATE_LIMIT (read on each request, so tests and admins can change it)."""
+
     scope = "uploads"
+
+    def get_rate(self) -> str | None:
+        return settings.UPLOAD_RATE_LIMIT or None
 
 
 def rejected(exc: UploadRejected) -> Response:
@@ -116,21 +122,25 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return [UploadThrottle()] if self.action == "create" else super().get_throttles()
 
     def create(self, request: Request) -> Response:
-        upload = request.FILES.get("image")
         try:
-            photo, duplicate = Photo.objects.from_upload(request.user, upload)
+            check_content_length(request.META)  # before the body is read
+            photo, duplicate = Photo.objects.from_upload(request.user, request.FILES.get("image"))
         except UploadRejected as exc:
             return rejected(exc)
         if not duplicate:
             enqueue_photo(photo, UPLOADS)
+            # Backpressure or a Redis outage may have held the photo back in the database.
+            photo.refresh_from_db(fields=["status", "error"])
         body = {
             "id": photo.pk,
             "status": photo.status,
             "url": request.build_absolute_uri(f"/api/photos/{photo.pk}/"),
             "duplicate": duplicate,
         }
-        if photo.status == PhotoStatus.WAITING:
-            body["message"] = "Stored; it will be processed when the job queue is back."
+        if duplicate:
+            body["message"] = "This file was uploaded before: this is the photo it made."
+        elif photo.status == PhotoStatus.WAITING:
+            body["message"] = f"Stored, not lost: {photo.error.removeprefix('waiting: ')}."
         return Response(body, status=status.HTTP_200_OK if duplicate else status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["post"])
@@ -159,10 +169,14 @@ class PersonViewSet(viewsets.ModelViewSet):
         person.delete()
         enqueue_rematch(owner_id)
 
+    def get_throttles(self):
+        return [UploadThrottle()] if self.action == "references" else super().get_throttles()
+
     @action(detail=True, methods=["post"])
     def references(self, request: Request, pk: str) -> Response:
         person = get_object_or_404(self.get_queryset(), pk=pk)
         try:
+            check_content_length(request.META)
             reference = person.add_reference(request.FILES.get("image"))
         except UploadRejected as exc:
             return rejected(exc)

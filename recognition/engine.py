@@ -105,7 +105,9 @@ def _read(source: IO[bytes] | bytes | str) -> Image.Image:
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise UnreadableImage(f"not an image we can read ({exc.__class__.__name__})") from exc
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise UnreadableImage("image has too many pixels") from exc
+            raise UnreadableImage(
+                f"image has too many pixels (the limit is {settings.FACES_MAX_PIXELS:,} pixels)"
+            ) from exc
     width, height = image.size
     if width * height > settings.FACES_MAX_PIXELS:
         # Checked from the header alone, before any pixel is decoded.

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.template.defaultfilters import filesizeformat
 
 from recognition import engine
+
+# Room for the multipart boundaries and headers around the file in a request body.
+MULTIPART_OVERHEAD = 64 * 1024
 
 
 class UploadRejected(Exception):
@@ -19,6 +24,21 @@ class UploadRejected(Exception):
         self.status = status
 
 
+def too_large() -> UploadRejected:
+    limit = filesizeformat(settings.PHOTO_MAX_BYTES).replace("\xa0", " ")
+    return UploadRejected(f"The file is larger than the limit of {limit}.", status=413)
+
+
+def check_content_length(meta: Mapping[str, str]) -> None:
+    """Refuse a body that cannot hold an acceptable photo before a byte of it is read."""
+    try:
+        length = int(meta.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise UploadRejected("The request has an invalid Content-Length.") from None
+    if length > settings.PHOTO_MAX_BYTES + MULTIPART_OVERHEAD:
+        raise too_large()
+
+
 def check_upload(upload: UploadedFile | None) -> str:
     """Validate an uploaded image without decoding its pixels; returns its SHA-256."""
     if upload is None:
@@ -26,8 +46,7 @@ def check_upload(upload: UploadedFile | None) -> str:
     if upload.size == 0:
         raise UploadRejected("The file is empty.")
     if upload.size > settings.PHOTO_MAX_BYTES:
-        limit = settings.PHOTO_MAX_BYTES / (1024 * 1024)
-        raise UploadRejected(f"The file is larger than the limit of {limit:.0f} MB.", status=413)
+        raise too_large()
     upload.seek(0)
     try:
         engine.check_header(upload)
@@ -42,7 +61,10 @@ def check_upload(upload: UploadedFile | None) -> str:
 
 
 def clean_name(name: str | None) -> str:
-    """The original name, kept as data only: no folders, no control characters, at most 255 characters."""
+    """The original name, kept as data only: no folders, no control characters, at most 255 characters.
+
+    A long name keeps its end, where the extension is.
+    """
     name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable()).strip()
-    return name[-255:] if len(name) > 255 else name
+    return name[-255:]

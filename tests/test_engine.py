@@ -1,11 +1,18 @@
 """The face engine on real photos: opening, orientation, detection, boxes in original pixels."""
 
+import contextlib
 import io
+from collections.abc import Callable
 
+import hypothesis
+import numpy as np
 import pytest
+from django.test import override_settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from recognition import engine
+from tests import images
 from tests.conftest import face_file
 
 
@@ -66,3 +73,99 @@ def test_encoding_round_trips_through_bytes():
     data = engine.encoding_to_bytes(face.encoding)
     assert len(data) == 512
     assert (engine.encoding_from_bytes(data) == face.encoding).all()
+
+
+# Unusual images, at the engine: the upload tests run the same through the API and a worker.
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_gives_the_upright_image(orientation):
+    upright = engine.open_image(images.oriented_jpeg(1))[0]
+    image, width, height = engine.open_image(images.oriented_jpeg(orientation))
+    assert image.size == (width, height) == (910, 1137)
+    # The same pixels as the upright photo, give or take JPEG's rounding.
+    difference = np.abs(np.asarray(image, dtype=np.int16) - np.asarray(upright, dtype=np.int16))
+    assert difference.mean() < 3
+
+
+def test_sixteen_bit_png_keeps_its_tones():
+    image = engine.open_image(images.sixteen_bit_png())[0]
+    gray = np.asarray(engine.open_image(images.grayscale_png())[0])
+    assert image.mode == "RGB"
+    assert np.abs(np.asarray(image, dtype=np.int16) - gray).max() <= 1
+
+
+def test_alpha_is_flattened_on_white():
+    image = engine.open_image(images.alpha_png())[0]
+    assert image.mode == "RGB" and image.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_png_bomb_is_refused_from_the_header():
+    bomb = images.png_bomb(30_000, 30_000)
+    for opener in (engine.check_header, engine.open_image, engine.detect_faces):
+        with pytest.raises(engine.UnreadableImage, match="too many pixels"):
+            opener(bomb)
+
+
+def test_big_but_under_pillows_limit_is_refused_by_ours(settings):
+    settings.FACES_MAX_PIXELS = 20_000_000
+    with pytest.raises(engine.UnreadableImage, match="5000x5000 pixels, over the limit of 20,000,000"):
+        engine.check_header(images.png_bomb(5000, 5000))
+
+
+# Fuzzing the image-opening path with mutated real JPEG and PNG bytes: our error or an image, nothing else.
+
+
+def _seeds() -> list[bytes]:
+    seeds = [face_file(name).read_bytes() for name in ("people/biden/senate.jpg", "people/harris/senate.jpg")]
+    seeds.append(images.encode(images.real("people/clinton/senate.jpg"), "PNG"))
+    seeds.append(images.alpha_png("people/clinton/senate.jpg"))
+    seeds.append(images.oriented_jpeg(6, "people/harris/senate.jpg"))  # with an EXIF block
+    return seeds
+
+
+SEEDS = _seeds()
+
+
+@st.composite
+def mutated_images(draw) -> bytes:
+    """A real image with one to four bit flips, truncations, overwrites or splices of another image."""
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 4))):
+        if not data:
+            break
+        end = len(data) - 1
+        # Half the mutations hit the headers after the signature, where parsers branch most.
+        at = draw(st.integers(min(8, end), min(end, 300)) | st.integers(0, end))
+        kind = draw(st.sampled_from(["flip", "truncate", "overwrite", "splice"]))
+        if kind == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "truncate":
+            del data[at:]
+        elif kind == "overwrite":
+            data[at : at + 4] = draw(st.binary(min_size=1, max_size=4))
+        else:
+            other = draw(st.sampled_from(SEEDS))
+            start = draw(st.integers(0, len(other)))
+            data[at:at] = other[start : start + draw(st.integers(0, 3000))]
+    return bytes(data)
+
+
+def opens_or_is_unreadable(data: bytes, open_: Callable) -> None:
+    with contextlib.suppress(engine.UnreadableImage):
+        open_(data)
+
+
+@hypothesis.settings(max_examples=400, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+@hypothesis.given(data=mutated_images())
+def test_fuzz_open_image_raises_only_unreadable_image(data):
+    with override_settings(FACES_MAX_PIXELS=4_000_000):  # a flipped header must not ask for a long decode
+        opens_or_is_unreadable(data, engine.check_header)
+        opens_or_is_unreadable(data, lambda data: engine.open_image(data, max_side=64))
+
+
+@hypothesis.settings(max_examples=60, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+@hypothesis.given(data=mutated_images())
+def test_fuzz_detect_faces_raises_only_unreadable_image(data):
+    with override_settings(FACES_MAX_PIXELS=4_000_000, FACES_DETECT_MAX_SIDE=96):
+        opens_or_is_unreadable(data, engine.detect_faces)

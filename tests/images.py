@@ -1,0 +1,106 @@
+"""Test images derived from the real photos of ../shared/faces: other formats, modes and orientations."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import face_file
+
+PORTRAIT = "people/obama/portrait_2012.jpg"  # 910x1137, one face
+
+# What exif_transpose does for each orientation, undone: storing inverse(upright) with the tag gives upright back.
+INVERSE_OF_ORIENTATION = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def real(relative: str = PORTRAIT) -> Image.Image:
+    with Image.open(face_file(relative)) as image:
+        image.load()
+        return image
+
+
+def encode(image: Image.Image, format: str, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=format, **options)
+    return out.getvalue()
+
+
+def oriented_jpeg(orientation: int, relative: str = PORTRAIT) -> bytes:
+    """The photo's pixels stored so that applying the EXIF orientation tag gives the upright photo back."""
+    upright = real(relative)
+    inverse = INVERSE_OF_ORIENTATION[orientation]
+    stored = upright.transpose(inverse) if inverse is not None else upright
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(stored, "JPEG", quality=95, exif=exif)
+
+
+def cmyk_jpeg(relative: str = PORTRAIT) -> bytes:
+    return encode(real(relative).convert("CMYK"), "JPEG", quality=92)
+
+
+def grayscale_png(relative: str = PORTRAIT) -> bytes:
+    return encode(real(relative).convert("L"), "PNG")
+
+
+def sixteen_bit_png(relative: str = PORTRAIT) -> bytes:
+    """A 16-bit grayscale PNG: each 8-bit sample spread over the full 16-bit range."""
+    samples = np.asarray(real(relative).convert("L"), dtype=np.uint16) * 257
+    data = encode(Image.fromarray(samples), "PNG")
+    assert data[24:26] == b"\x10\x00", "IHDR says 16-bit grayscale"
+    return data
+
+
+def alpha_png(relative: str = PORTRAIT) -> bytes:
+    """RGBA with a transparent border around an opaque middle, where the face is."""
+    image = real(relative).convert("RGBA")
+    alpha = Image.new("L", image.size, 0)
+    width, height = image.size
+    alpha.paste(255, (width // 8, height // 8, width - width // 8, height - height // 8))
+    image.putalpha(alpha)
+    return encode(image, "PNG")
+
+
+def animated_gif(*relatives: str) -> bytes:
+    """An animated GIF with one frame per photo, all at the first photo's size."""
+    frames = [real(relatives[0])] + [real(r).convert("RGB").resize(real(relatives[0]).size) for r in relatives[1:]]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
+
+
+def heic(relative: str = PORTRAIT) -> bytes:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    return encode(real(relative), "HEIF", quality=85)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A complete, valid 1-bit PNG of width x height black pixels: about 110 kB on disk for 900 megapixels."""
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte, then the packed pixels
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def truncated(relative: str = PORTRAIT, keep: float = 0.5) -> bytes:
+    data = Path(face_file(relative)).read_bytes()
+    return data[: int(len(data) * keep)]
