@@ -49,12 +49,18 @@ class MergeForm(forms.Form):
 
 class SettingsForm(forms.ModelForm):
     email = forms.EmailField(required=False, help_text="Where alerts are emailed.")
+    webhook_url = forms.URLField(
+        required=False,
+        max_length=200,
+        assume_scheme="https",
+        label="Webhook URL",
+        help_text="Each alert is POSTed here as JSON. Leave empty for none.",
+    )
 
     class Meta:
         model = UserSettings
         fields = ["email_on_match", "webhook_url"]
-        labels = {"email_on_match": "Email me when a known person is found", "webhook_url": "Webhook URL"}
-        help_texts = {"webhook_url": "Each alert is POSTed here as JSON. Leave empty for none."}
+        labels = {"email_on_match": "Email me when a known person is found"}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -385,8 +385,7 @@ def jpeg_response(data: bytes) -> HttpResponse:
 @login_required
 def photo_original(request: HttpRequest, pk: int) -> FileResponse:
     photo = get_object_or_404(Photo, pk=pk, owner=request.user)
-    response = FileResponse(photo.image.open("rb"), as_attachment=True, filename=photo.original_name or None)
-    return private(response)
+    return private(FileResponse(open_or_404(photo.image), as_attachment=True, filename=photo.original_name or None))
 
 
 @require_GET
@@ -405,7 +404,14 @@ def photo_web(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def photo_thumbnail(request: HttpRequest, pk: int) -> FileResponse:
     photo = get_object_or_404(Photo, ~Q(thumbnail=""), pk=pk, owner=request.user)
-    return private(FileResponse(photo.thumbnail.open("rb"), content_type="image/jpeg"))
+    return private(FileResponse(open_or_404(photo.thumbnail), content_type="image/jpeg"))
+
+
+def open_or_404(field_file):
+    try:
+        return field_file.open("rb")
+    except FileNotFoundError as exc:
+        raise Http404("The file is missing from storage") from exc
 
 
 @require_GET

@@ -393,3 +393,9 @@ def test_sign_up_when_allowed(client, settings, db):
     )
     assert response.url == reverse("gallery")
     assert client.get(reverse("gallery")).status_code == 200
+
+
+def test_a_file_missing_from_storage_is_not_found(owner, user):
+    photo = Photo.objects.create(owner=user, image="photos/x/gone.jpg", thumbnail="thumbs/x/gone.jpg")
+    for name in ("photo-original", "photo-thumbnail", "photo-web"):
+        assert owner.get(reverse(name, args=[photo.pk])).status_code == 404, name
