@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from recognition.models import ReferencePhoto, ReferenceStatus
-from tests.conftest import face_file, wait_for
+from tests.conftest import face_file
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -81,14 +80,17 @@ def sign_in(page, live_server) -> None:
 
 
 def add_person_with_reference(page, live_server, name: str, reference: str) -> None:
+    from playwright.sync_api import expect
+
     page.goto(live_server.url + "/people/")
     page.fill("input[name=name]", name)
     page.set_input_files("form.add-person input[name=image]", str(face_file(reference)))
     page.click("button:has-text('Add person')")
     page.wait_for_url("**/people/*/")
-    wait_for(lambda: ReferencePhoto.objects.filter(person__name=name, status=ReferenceStatus.DONE).exists())
-    page.reload()
-    assert page.locator(".reference .status").first.inner_text() == "done"
+    # The reference's status follows its encoding job on the page, without a reload.
+    reference = page.locator(".reference")
+    expect(reference).to_have_attribute("data-status", "done", timeout=PROCESSING_TIMEOUT_MS)
+    expect(reference.locator(".status")).to_have_text("done")
 
 
 def test_upload_watch_and_see_who_is_there(page, live_server, user, start_worker):

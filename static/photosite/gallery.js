@@ -84,7 +84,7 @@
       var body = {};
       try { body = JSON.parse(xhr.responseText); } catch (e) { /* not JSON: a proxy's error page */ }
       if (xhr.status === 202 || xhr.status === 200) {
-        finishRow(row, true, body.duplicate ? "already uploaded" : (body.message || "uploaded"));
+        finishRow(row, true, body.message || (body.duplicate ? "uploaded before" : "uploaded"));
         addCard(body, file.name);
       } else {
         finishRow(row, false, body.error || describe(xhr.status));

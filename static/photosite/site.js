@@ -26,4 +26,28 @@
     };
     setTimeout(poll, 2000);
   }
+
+  // A person's reference photos: follow their encoding until none is queued.
+  var references = document.getElementById("references");
+  var queued = function () { return references.querySelectorAll('[data-status="queued"]').length; };
+  if (references && queued()) {
+    var follow = function () {
+      fetch(references.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (response) { return response.json(); })
+        .then(function (person) {
+          person.references.forEach(function (reference) {
+            var item = references.querySelector('[data-reference-id="' + reference.id + '"]');
+            if (!item) return;
+            item.dataset.status = reference.status;
+            var label = item.querySelector(".status");
+            label.textContent = reference.status;
+            label.className = "status status-" + reference.status;
+            item.querySelector(".reference-error").textContent = reference.error;
+          });
+          if (queued()) setTimeout(follow, 2000);
+        })
+        .catch(function () { setTimeout(follow, 10000); });
+    };
+    setTimeout(follow, 2000);
+  }
 })();
