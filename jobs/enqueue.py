@@ -44,6 +44,26 @@ def queue_depth(name: str = UPLOADS) -> int:
     return get_queue(name).count
 
 
+# Paused queues: RQ can only suspend whole workers, so FaceWorker skips the queues named in this set.
+PAUSED_KEY = "photosite:paused-queues"
+
+
+def paused_queues(connection=None) -> set[str]:
+    connection = connection or get_queue(UPLOADS).connection
+    return {name.decode() for name in connection.smembers(PAUSED_KEY)}
+
+
+def pause_queue(name: str) -> None:
+    """Workers stop taking jobs from this queue; its jobs stay where they are."""
+    if name not in QUEUE_NAMES:
+        raise ValueError(f"unknown queue {name!r}")
+    get_queue(name).connection.sadd(PAUSED_KEY, name)
+
+
+def resume_queue(name: str) -> None:
+    get_queue(name).connection.srem(PAUSED_KEY, name)
+
+
 def enqueue_photo(photo: Photo, queue: str = UPLOADS) -> bool:
     """Queue a photo once its row is committed; False (and the photo WAITING) when Redis cannot take it."""
     Photo.objects.filter(pk=photo.pk).update(status=PhotoStatus.QUEUED, queued_at=timezone.now(), error="")
@@ -141,6 +161,22 @@ def enqueue_rematch(owner_id: int, photo_ids: list[int] | None = None, queue: st
         )
 
     transaction.on_commit(push)
+
+
+def enqueue_rematch_many(batches: Iterable[tuple[int, list[int]]], queue: str = BULK) -> list[Job]:
+    """Re-match many (owner id, photo ids) batches of stored encodings, with one Redis pipeline."""
+    jobs = [
+        Queue.prepare_data(
+            "jobs.rematch.rematch_faces",
+            args=(owner_id, photo_ids),
+            timeout=settings.JOB_TIMEOUT,
+            retry=retry_policy(),
+            description=f"re-match faces of {len(photo_ids)} photos of user {owner_id}",
+            meta={"owner_id": owner_id, "photos": len(photo_ids)},
+        )
+        for owner_id, photo_ids in batches
+    ]
+    return get_queue(queue).enqueue_many(jobs) if jobs else []
 
 
 def enqueue_alert_delivery(alert_id: int) -> None:

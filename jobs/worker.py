@@ -1,21 +1,107 @@
-"""The RQ worker class: loads the face models once, in the parent, before any work horse is forked."""
+"""The RQ worker class: loads the face models once, in the parent, before any work horse is forked.
+
+It also honours paused queues (RQ itself can only suspend whole workers) and keeps the periodic
+`reconcile` job scheduled.
+"""
 
 from __future__ import annotations
 
-from django.db import connections
-from rq import Worker
+import logging
+import math
+import time
 
+from django.db import connections
+from redis.exceptions import ConnectionError, TimeoutError
+from rq import Worker
+from rq.job import Job
+from rq.queue import Queue
+from rq.worker import WorkerStatus
+
+from jobs.enqueue import paused_queues
 from recognition import engine
+
+log = logging.getLogger(__name__)
 
 
 class FaceWorker(Worker):
     """Forks a work horse per job as RQ does; each horse shares the parent's loaded dlib models."""
 
+    # An idle worker looks at the paused queues this often (seconds); a blocking pop never waits longer.
+    pause_check_interval = 5
+    # And makes sure the next reconcile run is scheduled this often (seconds).
+    reconcile_check_interval = 30
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         engine.load_models()
+        self._reconcile_checked_at = -math.inf
 
     def fork_work_horse(self, job, queue) -> None:
         # A forked child must not share the parent's database socket.
         connections.close_all()
         super().fork_work_horse(job, queue)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):
+        """RQ's dequeue, over the queues that are not paused; jobs on paused queues stay queued."""
+        everything = self._ordered_queues
+        idle_since = time.monotonic()
+        while True:
+            step = None if timeout is None else min(timeout, self.pause_check_interval)
+            if step is not None and max_idle_time is not None:
+                left = max_idle_time - (time.monotonic() - idle_since)
+                if left <= 0:
+                    return None
+                step = max(1, min(step, math.ceil(left)))
+            try:
+                self._keep_reconcile_scheduled()
+                paused = paused_queues(self.connection)
+            except (ConnectionError, TimeoutError) as exc:
+                log.warning("Worker %s: Redis unavailable (%s), retrying", self.name, exc)
+                time.sleep(step or 1)
+                continue
+            active = [queue for queue in everything if queue.name not in paused]
+            if not active:
+                if step is None:
+                    return None  # burst mode: nothing this worker may take
+                self.set_state(WorkerStatus.IDLE)
+                self.procline("All queues paused")
+                self.heartbeat()
+                time.sleep(step)
+                continue
+            self._ordered_queues = active
+            try:
+                result = super().dequeue_job_and_maintain_ttl(step, max_idle_time=step)
+            finally:
+                self._ordered_queues = everything
+            if result is None:
+                if step is None:
+                    return None
+                continue
+            job, queue = result
+            if self._put_back_if_paused(job, queue):
+                continue
+            self.reorder_queues(reference_queue=queue)
+            return result
+
+    def _put_back_if_paused(self, job: Job, queue: Queue) -> bool:
+        """A queue paused while this worker was waiting on it gets its job back, at the front."""
+        if queue.name not in paused_queues(self.connection):
+            return False
+        with self.connection.pipeline() as pipeline:
+            pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+            queue.push_job_id(job.id, pipeline=pipeline, at_front=True)
+            pipeline.execute()
+        return True
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        # With all but one queue paused, RQ pops through its intermediate list (BLMOVE) even though this
+        # worker has several queues; always take the job off that list (a no-op when it is not there).
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
+
+    def _keep_reconcile_scheduled(self) -> None:
+        if time.monotonic() - self._reconcile_checked_at < self.reconcile_check_interval:
+            return
+        from jobs.reconcile import ensure_scheduled
+
+        ensure_scheduled(self.connection)
+        self._reconcile_checked_at = time.monotonic()

@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
+from jobs import admin_views as queue_admin
+from jobs import api as jobs_api
 from recognition import api
 
 router = DefaultRouter()
@@ -12,8 +14,10 @@ router.register("people", api.PersonViewSet, basename="api-person")
 router.register("alerts", api.AlertViewSet, basename="api-alert")
 
 urlpatterns = [
+    path("admin/queues/", include(queue_admin.urls)),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
+    path("api/queues/", jobs_api.queues, name="api-queues"),
     path("api/", include(router.urls)),
     path("", include("recognition.urls")),
 ]

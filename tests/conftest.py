@@ -39,6 +39,12 @@ def upload_of(relative: str, name: str | None = None, content_type: str = "image
     return SimpleUploadedFile(name or path.name, path.read_bytes(), content_type=content_type)
 
 
+def stored_photo(owner, relative: str = "people/obama/portrait_2012.jpg", **fields) -> Photo:
+    """A photo row with a real image file, made directly (not queued): status and fields as given."""
+    upload = upload_of(relative)
+    return Photo.objects.create(owner=owner, image=upload, original_name=upload.name, **fields)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -107,6 +113,18 @@ def user(db):
 @pytest.fixture
 def other_user(db):
     return get_user_model().objects.create_user("mallory", "mallory@example.com", "another long password")
+
+
+@pytest.fixture
+def staff_user(db):
+    """A superuser: staff, with every model permission the admin asks for."""
+    return get_user_model().objects.create_superuser("root", "root@example.com", "a long admin password")
+
+
+@pytest.fixture
+def staff_client(client, staff_user):
+    client.force_login(staff_user)
+    return client
 
 
 @pytest.fixture

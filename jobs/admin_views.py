@@ -1,0 +1,91 @@
+"""The Queues page of the admin (/admin/queues/): figures, workers and failed jobs; pause and resume."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
+
+from jobs import monitoring
+from jobs.enqueue import QUEUE_NAMES, pause_queue, resume_queue
+
+
+def queues_page(request: HttpRequest) -> HttpResponse:
+    context = {
+        **admin.site.each_context(request),
+        "title": "Queues",
+        "queues": monitoring.queue_figures(),
+        "throughput": monitoring.throughput(),
+        "workers": monitoring.workers(),
+        "failed_jobs": monitoring.failed_jobs(),
+        "stale_after": int(monitoring.STALE_AFTER.total_seconds()),
+    }
+    return render(request, "admin/queues.html", context)
+
+
+def _chosen_jobs(request: HttpRequest) -> list[str] | None:
+    """The jobs a form names: one row's button, the ticked rows, or None for "all"."""
+    if request.POST.get("all"):
+        return None
+    return request.POST.getlist("job") or request.POST.getlist("selected")
+
+
+def _back() -> HttpResponseRedirect:
+    return HttpResponseRedirect(reverse("queues:index"))
+
+
+@require_POST
+def requeue(request: HttpRequest) -> HttpResponse:
+    chosen = _chosen_jobs(request)
+    if chosen == []:
+        messages.warning(request, "No failed job was selected.")
+        return _back()
+    count = monitoring.requeue_failed(chosen)
+    messages.success(request, f"Requeued {count} failed job{'s' if count != 1 else ''}.")
+    return _back()
+
+
+@require_POST
+def delete(request: HttpRequest) -> HttpResponse:
+    chosen = _chosen_jobs(request)
+    if chosen == []:
+        messages.warning(request, "No failed job was selected.")
+        return _back()
+    count = monitoring.delete_failed(chosen)
+    messages.success(request, f"Deleted {count} failed job{'s' if count != 1 else ''}; their photos stay failed.")
+    return _back()
+
+
+@require_POST
+def pause(request: HttpRequest, name: str) -> HttpResponse:
+    if name not in QUEUE_NAMES:
+        raise Http404("No such queue")
+    pause_queue(name)
+    messages.success(request, f"Paused the {name} queue: workers take no new jobs from it; its jobs wait.")
+    return _back()
+
+
+@require_POST
+def resume(request: HttpRequest, name: str) -> HttpResponse:
+    if name not in QUEUE_NAMES:
+        raise Http404("No such queue")
+    resume_queue(name)
+    messages.success(request, f"Resumed the {name} queue.")
+    return _back()
+
+
+def _staff(view):
+    # The admin's own guard: staff only, others go to the admin login; CSRF protected, never cached.
+    return admin.site.admin_view(view)
+
+
+urlpatterns = [
+    path("", _staff(queues_page), name="index"),
+    path("requeue/", _staff(requeue), name="requeue"),
+    path("delete/", _staff(delete), name="delete"),
+    path("<str:name>/pause/", _staff(pause), name="pause"),
+    path("<str:name>/resume/", _staff(resume), name="resume"),
+]
+urls = (urlpatterns, "queues")

@@ -1,0 +1,156 @@
+"""Find photos whose job is gone and queue them again: the database, not Redis, says what is left to do.
+
+A photo is lost when it is waiting (held back by backpressure or a Redis outage), or queued with no
+live job in Redis (Redis restarted or flushed), or processing with no live job or past the job
+timeout (a worker killed mid-job). Lost photos go back on the uploads queue as far as
+QUEUE_MAX_DEPTH allows; the rest wait in the database for the next run. The worker runs this every
+RECONCILE_INTERVAL seconds through RQ's scheduler; `manage.py reconcile` runs it by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+from redis import Redis
+from rq import Queue
+from rq.job import Job, JobStatus
+
+from jobs.enqueue import UPLOADS, enqueue_photos, get_queue, photo_job_id, queue_depth
+from recognition.models import UNFINISHED, Photo, PhotoStatus
+
+log = logging.getLogger(__name__)
+
+SCHEDULED_JOB_ID = "reconcile"
+# Job states in which a photo's job will still run, or is running.
+LIVE = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
+# A photo queued this recently may be between its database update and its push to Redis.
+DEFAULT_GRACE = 60
+# Processing may run JOB_TIMEOUT seconds; past this margin on top, the job is surely dead.
+PROCESSING_MARGIN = 60
+
+
+@dataclass
+class Outcome:
+    checked: int = 0
+    queued: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)  # lost, but the uploads queue is full: left waiting
+    failed: list[int] = field(default_factory=list)  # lost mid-job too often: given up
+
+    def __str__(self) -> str:
+        return (
+            f"checked {self.checked} unfinished photos: queued {len(self.queued)} again, "
+            f"{len(self.held)} left waiting (queue full), {len(self.failed)} marked failed"
+        )
+
+    def as_dict(self) -> dict:
+        return {"checked": self.checked, "queued": self.queued, "held": self.held, "failed": self.failed}
+
+
+def max_attempts() -> int:
+    return len(settings.JOB_RETRY_INTERVALS) + 1
+
+
+def reconcile(grace: int = DEFAULT_GRACE, dry_run: bool = False) -> Outcome:
+    """Queue again every unfinished photo whose job is gone; returns what it did."""
+    outcome = Outcome()
+    lost: list[int] = []
+    dead: list[int] = []
+    for photo, status in _unfinished_with_job_status(grace):
+        outcome.checked += 1
+        if _is_lost(photo, status):
+            # A photo that took its worker down again and again is not tried forever.
+            if photo["status"] == PhotoStatus.PROCESSING and photo["attempts"] >= max_attempts():
+                dead.append(photo["id"])
+            else:
+                lost.append(photo["id"])
+    room = max(0, settings.QUEUE_MAX_DEPTH - queue_depth(UPLOADS))
+    outcome.queued, outcome.held, outcome.failed = lost[:room], lost[room:], dead
+    if dry_run:
+        return outcome
+    if outcome.queued:
+        sum(enqueue_photos(outcome.queued, queue=UPLOADS))
+    if outcome.held:
+        Photo.objects.filter(pk__in=outcome.held).exclude(status=PhotoStatus.WAITING).update(
+            status=PhotoStatus.WAITING,
+            error="waiting: the queue is full, this photo is queued as the backlog drains",
+            updated_at=timezone.now(),
+        )
+    if outcome.failed:
+        Photo.objects.filter(pk__in=outcome.failed).update(
+            status=PhotoStatus.FAILED,
+            error=f"Gave up: the worker stopped mid-job {max_attempts()} times on this photo",
+            processed_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+    if outcome.queued or outcome.held or outcome.failed:
+        log.info("reconcile: %s", outcome)
+    return outcome
+
+
+def _is_lost(photo: dict, job_status: str | None) -> bool:
+    if photo["status"] in (PhotoStatus.WAITING, PhotoStatus.QUEUED):
+        return job_status not in LIVE
+    # Processing: a job waiting to run again (a retry) will run; a started one never runs past its
+    # timeout, its work horse is killed first, so past that it is dead (its worker was killed).
+    if job_status in LIVE - {JobStatus.STARTED}:
+        return False
+    if job_status != JobStatus.STARTED:
+        return True
+    deadline = timezone.now() - timedelta(seconds=settings.JOB_TIMEOUT + PROCESSING_MARGIN)
+    return photo["started_at"] is None or photo["started_at"] < deadline
+
+
+def _unfinished_with_job_status(grace: int, batch_size: int = 1000) -> Iterator[tuple[dict, str | None]]:
+    """Unfinished photos (oldest first) with the status of their job in Redis, None when it is gone."""
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    settled = Q(status__in=[PhotoStatus.WAITING, PhotoStatus.PROCESSING]) | Q(queued_at__lt=cutoff)
+    settled |= Q(queued_at__isnull=True, created_at__lt=cutoff)
+    photos = list(
+        Photo.objects.filter(status__in=UNFINISHED)
+        .filter(settled)
+        .order_by("pk")
+        .values("id", "status", "attempts", "started_at")
+    )
+    connection: Redis = get_queue(UPLOADS).connection
+    for start in range(0, len(photos), batch_size):
+        batch = photos[start : start + batch_size]
+        with connection.pipeline(transaction=False) as pipeline:
+            for photo in batch:
+                pipeline.hget(Job.key_for(photo_job_id(photo["id"])), "status")
+            statuses = pipeline.execute()
+        for photo, status in zip(batch, statuses, strict=True):
+            yield photo, status.decode() if status else None
+
+
+def run_scheduled() -> dict:
+    """The job the worker's scheduler runs every RECONCILE_INTERVAL seconds."""
+    return reconcile().as_dict()
+
+
+def ensure_scheduled(connection: Redis) -> None:
+    """Schedule the next reconcile run unless one is scheduled, queued or running already.
+
+    The job is deleted when it finishes (result_ttl=0), so the next check schedules the one after;
+    the fixed id keeps workers that check at the same time from scheduling two.
+    """
+    status = connection.hget(Job.key_for(SCHEDULED_JOB_ID), "status")
+    if status and status.decode() in LIVE:
+        return
+    queue = Queue(UPLOADS, connection=connection)
+    if status:  # failed or stopped: the worker logged why; make room for the next run
+        Job.fetch(SCHEDULED_JOB_ID, connection=connection).delete()
+    queue.enqueue_in(
+        timedelta(seconds=settings.RECONCILE_INTERVAL),
+        "jobs.reconcile.run_scheduled",
+        job_id=SCHEDULED_JOB_ID,
+        result_ttl=0,
+        failure_ttl=24 * 3600,
+        timeout=settings.JOB_TIMEOUT,
+        description="reconcile: queue again photos whose job is gone",
+    )
