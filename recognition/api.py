@@ -121,7 +121,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def get_throttles(self):
         return [UploadThrottle()] if self.action == "create" else super().get_throttles()
 
-    def create(self, request: Request) -> Response:
+    def create(self, request: Request, *args, **kwargs) -> Response:
         try:
             check_content_length(request.META)  # before the body is read
             photo, duplicate = Photo.objects.from_upload(request.user, request.FILES.get("image"))
@@ -144,7 +144,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return Response(body, status=status.HTTP_200_OK if duplicate else status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["post"])
-    def reprocess(self, request: Request, pk: str) -> Response:
+    def reprocess(self, request: Request, pk: str, **kwargs) -> Response:
         photo = self.get_object()
         enqueue_photo(photo, UPLOADS)
         return Response({"id": photo.pk, "status": photo.status}, status=status.HTTP_202_ACCEPTED)
@@ -173,7 +173,7 @@ class PersonViewSet(viewsets.ModelViewSet):
         return [UploadThrottle()] if self.action == "references" else super().get_throttles()
 
     @action(detail=True, methods=["post"])
-    def references(self, request: Request, pk: str) -> Response:
+    def references(self, request: Request, pk: str, **kwargs) -> Response:
         person = get_object_or_404(self.get_queryset(), pk=pk)
         try:
             check_content_length(request.META)
@@ -194,7 +194,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return alerts
 
     @action(detail=True, methods=["post"])
-    def seen(self, request: Request, pk: str) -> Response:
+    def seen(self, request: Request, pk: str, **kwargs) -> Response:
         alert = self.get_object()
         Alert.objects.filter(pk=alert.pk).update(seen=True)
         return Response({"id": alert.pk, "seen": True})
