@@ -1,0 +1,88 @@
+"""Production settings, read the way a server reads them: in a fresh process, from the environment alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+from django.conf import settings
+
+PRODUCTION = {
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "ALLOWED_HOSTS": "photos.example.com",
+    # Behind an HTTPS proxy that sets X-Forwarded-Proto (README): plain HTTP is redirected, HSTS preloadable.
+    "SECURE_SSL_REDIRECT": "1",
+    "SECURE_HSTS_PRELOAD": "1",
+}
+
+
+def run(code_or_args: str | list[str], **env: str) -> subprocess.CompletedProcess:
+    """Python in a fresh process with only these variables set (no SECRET_KEY, no DEBUG unless given)."""
+    args = ["-c", code_or_args] if isinstance(code_or_args, str) else code_or_args
+    environment = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **env}
+    environment["DJANGO_SETTINGS_MODULE"] = "photosite.settings"
+    return subprocess.run(
+        [sys.executable, *args], cwd=settings.BASE_DIR, env=environment, capture_output=True, text=True, timeout=120
+    )
+
+
+READ_SETTINGS = """
+import json
+from django.conf import settings
+names = ["DEBUG", "ALLOWED_HOSTS", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY",
+         "X_FRAME_OPTIONS", "SECURE_HSTS_SECONDS", "MEDIA_URL", "MIDDLEWARE", "REST_FRAMEWORK",
+         "PHOTO_MAX_BYTES", "UPLOAD_RATE_LIMIT", "QUEUE_MAX_DEPTH", "JOB_TIMEOUT", "FACES_MAX_PIXELS"]
+print(json.dumps({name: getattr(settings, name) for name in names}))
+"""
+
+
+def read_settings(**env: str) -> dict:
+    result = run(READ_SETTINGS, **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_secret_key_is_required_when_not_in_debug():
+    result = run(READ_SETTINGS)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: Set SECRET_KEY in the environment" in result.stderr
+
+
+def test_debug_is_off_by_default_and_cookies_are_secure():
+    found = read_settings(SECRET_KEY=PRODUCTION["SECRET_KEY"], ALLOWED_HOSTS="photos.example.com, other.example")
+    assert found["DEBUG"] is False
+    assert found["ALLOWED_HOSTS"] == ["photos.example.com", "other.example"]
+    assert found["SESSION_COOKIE_SECURE"] is True and found["CSRF_COOKIE_SECURE"] is True
+    assert found["SESSION_COOKIE_HTTPONLY"] is True and found["X_FRAME_OPTIONS"] == "DENY"
+    assert found["SECURE_HSTS_SECONDS"] > 0
+    assert found["MEDIA_URL"] in ("", "/"), "no public media folder: media goes through owner-checking views"
+    assert "django.middleware.csrf.CsrfViewMiddleware" in found["MIDDLEWARE"]
+    assert found["REST_FRAMEWORK"]["DEFAULT_PERMISSION_CLASSES"] == ["rest_framework.permissions.IsAuthenticated"]
+
+
+def test_debug_runs_without_a_secret_key():
+    found = read_settings(DJANGO_DEBUG="1")
+    assert found["DEBUG"] is True
+
+
+def test_limits_come_from_the_environment():
+    found = read_settings(
+        SECRET_KEY="x" * 50,
+        PHOTO_MAX_BYTES="1000",
+        UPLOAD_RATE_LIMIT="5/minute",
+        QUEUE_MAX_DEPTH="7",
+        JOB_TIMEOUT="9",
+        FACES_MAX_PIXELS="1234",
+    )
+    assert (found["PHOTO_MAX_BYTES"], found["UPLOAD_RATE_LIMIT"], found["QUEUE_MAX_DEPTH"]) == (1000, "5/minute", 7)
+    assert (found["JOB_TIMEOUT"], found["FACES_MAX_PIXELS"]) == (9, 1234)
+    assert found["REST_FRAMEWORK"]["DEFAULT_THROTTLE_RATES"]["uploads"] == "5/minute"
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], VAR_DIR=str(tmp_path), **PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
