@@ -48,6 +48,7 @@ class MergeForm(forms.Form):
 
 
 class SettingsForm(forms.ModelForm):
+    field_order = ["email", "email_on_match", "webhook_url"]
     email = forms.EmailField(required=False, help_text="Where alerts are emailed.")
     webhook_url = forms.URLField(
         required=False,

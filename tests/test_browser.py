@@ -177,3 +177,10 @@ def test_upload_watch_and_see_who_is_there(page, live_server, user, start_worker
     page.click("button:has-text('Mark as read')")
     expect(page.locator(".alert.unread")).to_have_count(0)
     expect(page.locator("#unread-alerts")).to_have_count(0)
+
+    page.goto(live_server.url + "/settings/")
+    page.fill("input[name=webhook_url]", "https://hooks.example/photosite")
+    page.click("button:has-text('Save')")
+    expect(page.locator(".messages")).to_contain_text("Settings saved")
+    expect(page.locator("#webhook-secret")).to_have_text(re.compile(r"^[0-9a-f]{32}$"))
+    page.screenshot(path=str(ARTIFACTS / "settings.png"), full_page=True)
