@@ -151,6 +151,6 @@ def ensure_scheduled(connection: Redis) -> None:
         job_id=SCHEDULED_JOB_ID,
         result_ttl=0,
         failure_ttl=24 * 3600,
-        timeout=settings.JOB_TIMEOUT,
+        job_timeout=settings.JOB_TIMEOUT,
         description="reconcile: queue again photos whose job is gone",
     )

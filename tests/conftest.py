@@ -23,7 +23,7 @@ from rq import SimpleWorker
 
 from jobs import redis_server as embedded_redis
 from jobs.enqueue import QUEUE_NAMES
-from recognition.models import Photo
+from recognition.models import Photo, PhotoStatus
 
 FACES = Path(os.environ.get("FACES_DIR", settings.BASE_DIR.parent / "shared" / "faces"))
 
@@ -40,7 +40,8 @@ def upload_of(relative: str, name: str | None = None, content_type: str = "image
 
 
 def stored_photo(owner, relative: str = "people/obama/portrait_2012.jpg", **fields) -> Photo:
-    """A photo row with a real image file, made directly (not queued): status and fields as given."""
+    """A photo row with a real image file, made directly and on no queue (waiting, unless told otherwise)."""
+    fields.setdefault("status", PhotoStatus.WAITING)
     upload = upload_of(relative)
     return Photo.objects.create(owner=owner, image=upload, original_name=upload.name, **fields)
 

@@ -24,7 +24,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, grace: int, dry_run: bool, **options) -> None:
         outcome = reconcile(grace=grace, dry_run=dry_run)
-        prefix = "Would have " if dry_run else ""
+        prefix = "Dry run, nothing changed: " if dry_run else ""
         self.stdout.write(f"{prefix}{outcome}")
         for label, ids in (("queued", outcome.queued), ("left waiting", outcome.held), ("failed", outcome.failed)):
             if ids and options["verbosity"] > 1:

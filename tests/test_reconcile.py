@@ -1,0 +1,128 @@
+"""Reconcile: photos whose job is gone are queued again; the worker runs it on RQ's scheduler."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from rq.job import Job, JobStatus
+
+from jobs.enqueue import UPLOADS, enqueue_photos, get_queue, photo_job_id
+from jobs.reconcile import SCHEDULED_JOB_ID, ensure_scheduled, reconcile
+from recognition.models import Photo, PhotoStatus
+from tests.conftest import photos_finished, stored_photo, upload_of, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_reconcile(*args: str) -> str:
+    out = StringIO()
+    call_command("reconcile", "--grace", "0", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_after_flushall_every_unfinished_photo_is_queued_again_and_ends_done(api, user, redis_server, run_jobs):
+    uploaded = [
+        api.post("/api/photos/", {"image": upload_of(name)}).json()["id"]
+        for name in ("people/obama/congress_address_2009.jpg", "nofaces/cat.png")
+    ]
+    waiting = stored_photo(user, "people/hayes/photo_2.jpg", status=PhotoStatus.WAITING)
+    # A worker was killed mid-job: the photo says processing.
+    killed = stored_photo(user, "people/biden/senate.jpg", status=PhotoStatus.PROCESSING, attempts=1)
+    done = stored_photo(user, "nofaces/rocket.jpg", status=PhotoStatus.DONE)
+    assert get_queue(UPLOADS).count == 2
+
+    redis_server.client().flushall()
+    assert get_queue(UPLOADS).count == 0
+    output = run_reconcile()
+    assert "checked 4 unfinished photos: queued 4 again" in output
+    assert set(get_queue(UPLOADS).get_job_ids()) == {photo_job_id(pk) for pk in [*uploaded, waiting.pk, killed.pk]}
+    assert Photo.objects.get(pk=done.pk).status == PhotoStatus.DONE
+
+    run_jobs()
+    ids = [*uploaded, waiting.pk, killed.pk]
+    assert photos_finished(ids)
+    assert set(Photo.objects.filter(pk__in=ids).values_list("status", flat=True)) == {PhotoStatus.DONE}
+    assert "queued 0 again" in run_reconcile()
+
+
+def test_photos_with_live_jobs_are_left_alone(user, redis_server):
+    photos = [stored_photo(user) for _ in range(3)]
+    sum(enqueue_photos([p.pk for p in photos], queue=UPLOADS))
+    started = photos[0]
+    Photo.objects.filter(pk=started.pk).update(status=PhotoStatus.PROCESSING, started_at=timezone.now())
+    Job.fetch(photo_job_id(started.pk), connection=redis_server.client()).set_status(JobStatus.STARTED)
+    outcome = reconcile(grace=0)
+    assert outcome.checked == 3 and outcome.queued == [] and outcome.held == []
+    assert get_queue(UPLOADS).count == 3
+
+
+def test_recently_queued_photos_get_a_grace_period(user, redis_server):
+    photo = stored_photo(user, status=PhotoStatus.QUEUED, queued_at=timezone.now())
+    assert reconcile().queued == []
+    Photo.objects.filter(pk=photo.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
+    assert reconcile().queued == [photo.pk]
+
+
+def test_processing_past_the_job_timeout_is_queued_again(user, redis_server, settings):
+    settings.JOB_TIMEOUT = 10
+    long_ago = timezone.now() - timedelta(seconds=300)
+    photo = stored_photo(user, status=PhotoStatus.PROCESSING, started_at=long_ago, attempts=1)
+    sum(enqueue_photos([photo.pk], queue=UPLOADS))
+    get_queue(UPLOADS).remove(photo_job_id(photo.pk))  # a worker took it...
+    Photo.objects.filter(pk=photo.pk).update(status=PhotoStatus.PROCESSING, started_at=long_ago)
+    # Its job says started, but its worker is gone: no horse runs past the job timeout.
+    Job.fetch(photo_job_id(photo.pk), connection=redis_server.client()).set_status(JobStatus.STARTED)
+    assert reconcile(grace=0).queued == [photo.pk]
+    assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.QUEUED
+    assert get_queue(UPLOADS).get_job_ids() == [photo_job_id(photo.pk)]
+
+
+def test_the_queue_depth_limit_holds_the_rest_back(user, redis_server, run_jobs, settings):
+    settings.QUEUE_MAX_DEPTH = 2
+    photos = [stored_photo(user, "nofaces/cat.png", status=PhotoStatus.QUEUED) for _ in range(3)]
+    photos.append(stored_photo(user, "nofaces/cat.png", status=PhotoStatus.WAITING))
+    outcome = reconcile(grace=0)
+    assert outcome.queued == [photos[0].pk, photos[1].pk] and outcome.held == [photos[2].pk, photos[3].pk]
+    assert Photo.objects.get(pk=photos[2].pk).status == PhotoStatus.WAITING
+    assert "queue is full" in Photo.objects.get(pk=photos[2].pk).error
+    run_jobs()
+    assert reconcile(grace=0).queued == [photos[2].pk, photos[3].pk]
+    run_jobs()
+    assert photos_finished([p.pk for p in photos])
+
+
+def test_a_photo_that_keeps_killing_its_worker_is_given_up(user, redis_server):
+    photo = stored_photo(user, status=PhotoStatus.PROCESSING, attempts=4, started_at=timezone.now())
+    outcome = reconcile(grace=0)
+    assert outcome.failed == [photo.pk] and outcome.queued == []
+    photo.refresh_from_db()
+    assert photo.status == PhotoStatus.FAILED and "Gave up" in photo.error
+
+
+def test_dry_run_changes_nothing(user, redis_server):
+    photo = stored_photo(user, status=PhotoStatus.WAITING)
+    assert "Dry run" in run_reconcile("--dry-run")
+    assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.WAITING
+    assert get_queue(UPLOADS).count == 0
+
+
+def test_one_scheduled_run_however_many_workers_ensure_it(redis_server, settings):
+    settings.RECONCILE_INTERVAL = 600
+    connection = redis_server.client()
+    ensure_scheduled(connection)
+    ensure_scheduled(connection)
+    registry = get_queue(UPLOADS).scheduled_job_registry
+    assert registry.get_job_ids() == [SCHEDULED_JOB_ID]
+    Job.fetch(SCHEDULED_JOB_ID, connection=connection).set_status(JobStatus.FAILED)
+    ensure_scheduled(connection)
+    assert Job.fetch(SCHEDULED_JOB_ID, connection=connection).get_status() == JobStatus.SCHEDULED
+
+
+def test_the_worker_runs_reconcile_on_its_scheduler(user, start_worker):
+    """No operator: a photo held back in the database is queued by the worker's scheduled reconcile."""
+    photo = stored_photo(user, "nofaces/cat.png", status=PhotoStatus.WAITING)
+    start_worker("--with-scheduler", RECONCILE_INTERVAL="1")
+    wait_for(lambda: photos_finished([photo.pk]), timeout=120)
+    assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.DONE
