@@ -7,6 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
+from redis.exceptions import RedisError
 
 from jobs import monitoring
 from jobs.enqueue import QUEUE_NAMES, pause_queue, resume_queue
@@ -16,12 +17,16 @@ def queues_page(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Queues",
-        "queues": monitoring.queue_figures(),
         "throughput": monitoring.throughput(),
-        "workers": monitoring.workers(),
-        "failed_jobs": monitoring.failed_jobs(),
         "stale_after": int(monitoring.STALE_AFTER.total_seconds()),
     }
+    try:
+        context.update(
+            queues=monitoring.queue_figures(), workers=monitoring.workers(), failed_jobs=monitoring.failed_jobs()
+        )
+    except RedisError as exc:
+        # The database figures still help; say plainly what is missing.
+        context["redis_error"] = f"Redis is unavailable: {exc}"
     return render(request, "admin/queues.html", context)
 
 

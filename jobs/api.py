@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from redis.exceptions import RedisError
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -13,4 +14,7 @@ from jobs import monitoring
 @api_view(["GET"])
 @permission_classes([IsAdminUser])
 def queues(request: Request) -> Response:
-    return Response(monitoring.snapshot())
+    try:
+        return Response(monitoring.snapshot())
+    except RedisError as exc:
+        return Response({"error": f"Redis is unavailable: {exc}"}, status=503)

@@ -134,3 +134,12 @@ def test_a_running_worker_stops_and_starts_taking_jobs(user, start_worker):
     resume_queue(UPLOADS)
     wait_for(lambda: photos_finished([photo.pk]), timeout=60)
     assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.DONE
+
+
+def test_the_page_and_the_api_say_when_redis_is_down(staff_client, staff_api, settings):
+    dead = {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 5}
+    settings.RQ_QUEUES = {name: dead for name in settings.RQ_QUEUES}
+    response = staff_client.get("/admin/queues/")
+    assert response.status_code == 200 and b"Redis is unavailable" in response.content
+    response = staff_api.get("/api/queues/")
+    assert response.status_code == 503 and "Redis is unavailable" in response.json()["error"]
