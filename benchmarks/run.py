@@ -1,0 +1,246 @@
+"""Run every benchmark, print a Markdown table with the targets, write benchmarks/results/latest.json.
+
+    python -m benchmarks.run [--quick]      (make bench, make bench QUICK=1)
+
+Each comparison runs both sides in this one run, so their ratio holds on a busy machine even when the
+absolute figures move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks import accuracy, workset  # accuracy sets Django up
+from benchmarks.local import cli, engine_loop, naive_loop
+from benchmarks.match_speed import gallery_speed
+from benchmarks.servers import blocking_server, pipeline
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    photos: int
+    naive_photos: int
+    blocking_uploads: int
+    reprocess_rows: int
+    gallery_sizes: tuple[int, ...]
+    budget_s: int
+
+
+FULL = Plan(100, 10, 24, 20_000, (1_000, 10_000, 100_000, 1_000_000), 15 * 60)
+QUICK = Plan(20, 2, 8, 20_000, (1_000, 10_000, 100_000, 1_000_000), 3 * 60)
+
+
+def machine() -> dict:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu_model": model or platform.processor(),
+        "cpu_cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "commit": commit,
+        "load_average_at_start": os.getloadavg()[0],
+    }
+
+
+def step(name: str, figures: dict, call: Callable[[], dict]) -> None:
+    print(f"... {name}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    figures.update(call())
+    figures[f"seconds_{name}"] = round(time.monotonic() - started, 1)
+
+
+def measure(plan: Plan) -> dict:
+    figures: dict = {}
+    started = time.monotonic()
+    step("workset", figures, lambda: {"workset": str(workset.generate(plan.photos))})
+    folder = Path(figures.pop("workset"))
+    photos = workset.load(folder, plan.photos)
+    figures["photos"] = len(photos)
+    figures["faces_placed"] = sum(len(p.faces) for p in photos)
+    step("engine", figures, lambda: engine_loop(folder, photos))
+    step("naive", figures, lambda: naive_loop(folder, photos[: plan.naive_photos]))
+    step("cli", figures, lambda: cli(folder, photos))
+    step("blocking", figures, lambda: blocking_server(folder, photos[: plan.blocking_uploads]))
+    step("pipeline", figures, lambda: pipeline(folder, photos, plan.reprocess_rows))
+    step("matching", figures, lambda: gallery_speed(list(plan.gallery_sizes)))
+    step("accuracy", figures, accuracy.run)
+    # Recall on the photos the naive loop ran, for a like-for-like comparison.
+    subset = photos[: plan.naive_photos]
+    figures["pipeline_recall_naive_subset"] = workset.recall(subset, figures["pipeline_boxes"])
+    for key in [k for k in figures if k.endswith("_boxes")]:
+        del figures[key]
+    figures["bench_seconds"] = round(time.monotonic() - started, 1)
+    return figures
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    holds: Callable[[dict], bool]
+    detail: Callable[[dict], str]
+
+
+def ratio(figures: dict, a: str, b: str) -> float:
+    return figures[a] / figures[b] if figures.get(b) else float("inf")
+
+
+def targets(plan: Plan) -> list[Target]:
+    return [
+        Target(
+            "pipeline 1 worker >= 0.9 x engine alone",
+            lambda f: ratio(f, "pipeline_photos_per_s_1w", "engine_photos_per_s") >= 0.9,
+            lambda f: f"{ratio(f, 'pipeline_photos_per_s_1w', 'engine_photos_per_s'):.2f} x",
+        ),
+        Target(
+            "pipeline 2 workers >= 1.7 x 1 worker",
+            lambda f: ratio(f, "pipeline_photos_per_s_2w", "pipeline_photos_per_s_1w") >= 1.7,
+            lambda f: f"{ratio(f, 'pipeline_photos_per_s_2w', 'pipeline_photos_per_s_1w'):.2f} x",
+        ),
+        Target(
+            "pipeline (2 workers) >= 5 x naive loop",
+            lambda f: ratio(f, "pipeline_photos_per_s_2w", "naive_photos_per_s") >= 5,
+            lambda f: (
+                f"{ratio(f, 'pipeline_photos_per_s_2w', 'naive_photos_per_s'):.1f} x "
+                f"(1 worker: {ratio(f, 'pipeline_photos_per_s_1w', 'naive_photos_per_s'):.1f} x)"
+            ),
+        ),
+        Target(
+            "pipeline (2 workers) >= 2 x CLI --cpus 2",
+            lambda f: ratio(f, "pipeline_photos_per_s_2w", "cli_photos_per_s") >= 2,
+            lambda f: f"{ratio(f, 'pipeline_photos_per_s_2w', 'cli_photos_per_s'):.2f} x",
+        ),
+        Target(
+            "pipeline recall >= naive recall (same photos)",
+            lambda f: f["pipeline_recall_naive_subset"] >= f["naive_recall"],
+            lambda f: (
+                f"{f['pipeline_recall_naive_subset']:.3f} vs {f['naive_recall']:.3f} "
+                f"on {f['naive_photos']} photos; {f['pipeline_recall']:.3f} on all {f['photos']}"
+            ),
+        ),
+        Target(
+            "upload p95 < 100 ms with workers saturated",
+            lambda f: f["upload_p95_ms"] < 100,
+            lambda f: f"{f['upload_p95_ms']:.0f} ms (blocking server p95 {f['blocking_upload_p95_ms']:.0f} ms)",
+        ),
+        Target(
+            "match vs 100,000 encodings < 10 ms",
+            lambda f: f["match_ms_100000"] < 10,
+            lambda f: f"{f['match_ms_100000']:.2f} ms",
+        ),
+        Target(
+            "reprocess --all enqueues > 5,000 photos/s",
+            lambda f: f["reprocess_enqueue_per_s"] > 5000,
+            lambda f: f"{f['reprocess_enqueue_per_s']:,.0f} /s",
+        ),
+        Target(
+            "accuracy: 4/4 true matches, <= 2/100 strangers",
+            lambda f: f["true_matches"] == f["true_probes"] and f["stranger_false_matches"] <= 2,
+            lambda f: f"{f['true_matches']}/{f['true_probes']}, {f['stranger_false_matches']}/{f['strangers']}",
+        ),
+        Target(
+            f"whole run < {plan.budget_s // 60} min",
+            lambda f: f["bench_seconds"] < plan.budget_s,
+            lambda f: f"{f['bench_seconds'] / 60:.1f} min",
+        ),
+    ]
+
+
+# (key, what it is, format); a key missing from the figures is left out.
+ROWS = [
+    ("engine_photos_per_s", "Engine alone (detect_faces loop, 1 process)", "{:.2f} photos/s"),
+    ("engine_recall", "Engine recall", "{:.3f}"),
+    ("naive_photos_per_s", "Naive loop (full size, defaults)", "{:.3f} photos/s"),
+    ("naive_recall", "Naive loop recall", "{:.3f}"),
+    ("cli_photos_per_s", "face_recognition CLI --cpus 2", "{:.2f} photos/s"),
+    ("cli_recall", "CLI recall (by face count)", "{:.3f}"),
+    ("blocking_upload_p50_ms", "Blocking server upload p50 (4 clients)", "{:,.0f} ms"),
+    ("blocking_upload_p95_ms", "Blocking server upload p95", "{:,.0f} ms"),
+    ("pipeline_photos_per_s_1w", "Pipeline, upload to done, 1 worker", "{:.2f} photos/s"),
+    ("pipeline_photos_per_s_2w", "Pipeline, upload to done, 2 workers", "{:.2f} photos/s"),
+    ("pipeline_recall", "Pipeline recall", "{:.3f}"),
+    ("upload_p50_ms", "Upload p50, 4 clients, workers saturated", "{:.0f} ms"),
+    ("upload_p95_ms", "Upload p95", "{:.0f} ms"),
+    ("upload_p99_ms", "Upload p99", "{:.0f} ms"),
+    *[
+        row
+        for n in (1_000, 10_000, 100_000, 1_000_000)
+        for row in (
+            (f"match_ms_{n}", f"Gallery.match, {n:,} encodings", "{:.3f} ms"),
+            (f"compare_faces_ms_{n}", f"face_recognition.compare_faces, {n:,}", "{:.2f} ms"),
+            (f"gallery_mb_{n}", f"Gallery memory, {n:,}", "{:.1f} MB"),
+        )
+    ],
+    ("reprocess_enqueue_per_s", "manage.py reprocess --all (20,000 rows)", "{:,.0f} photos/s"),
+    ("reprocess_command_s", "reprocess --all, whole command", "{:.1f} s"),
+    ("worker_rss_mb", "Worker parent peak RSS", "{:.0f} MB"),
+    ("horse_rss_mb", "Work horse peak RSS (shared pages included)", "{:.0f} MB"),
+    ("horse_private_mb", "Work horse peak private memory", "{:.0f} MB"),
+    ("true_matches", "Accuracy: true matches (of 4)", "{}"),
+    ("stranger_false_matches", "Accuracy: strangers matched (of 100)", "{}"),
+    ("bench_seconds", "Whole run", "{:.0f} s"),
+]
+
+
+def table(figures: dict, checks: list[dict]) -> str:
+    lines = ["| Figure | Key | Value |", "|---|---|---|"]
+    for key, label, fmt in ROWS:
+        if key in figures:
+            lines.append(f"| {label} | `{key}` | {fmt.format(figures[key])} |")
+    lines += ["", "| Target | Measured | Holds |", "|---|---|---|"]
+    for check in checks:
+        lines.append(f"| {check['target']} | {check['measured']} | {'yes' if check['holds'] else '**no**'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="20 photos and fewer naive runs: under 3 minutes")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    info = machine()
+    figures = measure(plan)
+    checks = []
+    for target in targets(plan):
+        try:
+            checks.append({"target": target.name, "measured": target.detail(figures), "holds": target.holds(figures)})
+        except KeyError as exc:  # a contender that did not run
+            checks.append({"target": target.name, "measured": f"missing {exc}", "holds": False})
+    info["load_average_at_end"] = os.getloadavg()[0]
+    mode = "quick" if args.quick else "full"
+    print(f"\n{info['cpu_model']}, {info['cpu_cores']} cores, {mode} run, {figures['photos']} photos "
+          f"({figures['faces_placed']} faces), naive loop on {figures['naive_photos']}\n")  # fmt: skip
+    print(table(figures, checks))
+    print()
+    print(accuracy.report(figures))
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": mode,
+        "machine": info,
+        "figures": {k: v for k, v in figures.items() if k != "probes"},
+        "accuracy_probes": figures.get("probes", {}),
+        "targets": checks,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+    print(f"\nWrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

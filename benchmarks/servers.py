@@ -1,0 +1,264 @@
+"""Contenders that serve HTTP: the blocking server, and the project itself (gunicorn, Redis, RQ workers)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+from rq import Worker
+
+from benchmarks import services, workset
+from benchmarks.accuracy import REFERENCES
+from benchmarks.services import Client, MemoryWatch, free_port, percentile
+from benchmarks.workset import FACES_DIR, WorkPhoto
+from jobs import redis_server
+
+GUNICORN_WORKERS = 2  # as `manage.py runsite` starts by default
+
+
+def base_env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("DATABASE_URL", None)
+    env.update(
+        SECRET_KEY=os.environ.get("SECRET_KEY") or "benchmarks-only-not-a-secret",
+        SQLITE_PATH=str(tmp / "db.sqlite3"),
+        MEDIA_ROOT=str(tmp / "media"),
+        VAR_DIR=str(tmp / "var"),
+        UPLOAD_RATE_LIMIT="1000000/hour",
+        SECURE_COOKIES="0",
+        LOG_LEVEL="WARNING",
+    )
+    env.update({"DJANGO_SETTINGS_MODULE": "photosite.settings", **extra})
+    return env
+
+
+def gunicorn(app: str, port: int, env: dict[str, str], log: Path, *extra: str):
+    command = [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}",
+               "--workers", str(GUNICORN_WORKERS), "--timeout", "300", *extra]  # fmt: skip
+    process = services.start(command, env, log)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited; see {log}")
+        try:
+            Client(port).get("/")
+            return True
+        except OSError:
+            return False
+
+    services.wait_for(answers, 120, f"gunicorn on port {port}", interval=0.2)
+    return process
+
+
+def blocking_server(folder: Path, photos: list[WorkPhoto], clients: int = 4) -> dict:
+    """Upload latency when the view itself detects, encodes and matches (4 concurrent clients)."""
+    with tempfile.TemporaryDirectory(prefix="bench-blocking-") as tmp:
+        env = base_env(Path(tmp), DJANGO_SETTINGS_MODULE="benchmarks.blocking_settings")
+        port = free_port()
+        process = gunicorn("benchmarks.blocking:application", port, env, Path(tmp, "gunicorn.log"), "--preload")
+        try:
+            client = Client(port)
+            replies = services.upload_all(client, "/upload/", [p.path(folder) for p in photos], clients)
+        finally:
+            services.stop(process)
+    bad = [r for r in replies if r.status != 200]
+    if bad:
+        raise RuntimeError(f"blocking server answered {bad[0].status}: {bad[0].body[:300]!r}")
+    found = {photo.name: [f["box"] for f in r.json()["faces"]] for photo, r in zip(photos, replies, strict=True)}
+    latencies = [r.ms for r in replies]
+    return {
+        "blocking_upload_p50_ms": percentile(latencies, 50),
+        "blocking_upload_p95_ms": percentile(latencies, 95),
+        "blocking_photos_per_s": len(photos) / (sum(latencies) / 1000 / clients),
+        "blocking_recall": workset.recall(photos, found),
+        "blocking_uploads": len(photos),
+    }
+
+
+class Site:
+    """The project on a fresh database and media folder: embedded Redis, gunicorn, RQ workers."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-site-"))
+        self.redis_port, self.web_port = free_port(), free_port()
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.env = base_env(self.tmp, REDIS_URL=self.redis_url)
+        self.processes = []
+        self.workers = []
+        self.memory = MemoryWatch()
+
+    def log(self, name: str) -> Path:
+        return self.tmp / f"{name}.log"
+
+    def __enter__(self) -> Site:
+        try:
+            with self.log("redis").open("w") as log:
+                server = redis_server.start(
+                    self.redis_port, self.tmp / "redis", stdout=log, stderr=log, start_new_session=True
+                )
+            self.processes.append(server)
+            services.manage("migrate", "--noinput", env=self.env)
+            self.web = gunicorn("photosite.wsgi", self.web_port, self.env, self.log("gunicorn"))
+            self.processes.append(self.web)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for process in reversed(self.processes + self.workers):
+            services.stop(process)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.env["SQLITE_PATH"]
+
+    def user(self, username: str) -> Client:
+        """A new user with an API token (manage.py drf_create_token)."""
+        script = f"from django.contrib.auth import get_user_model; get_user_model().objects.create_user({username!r})"
+        services.manage("shell", "-c", script, env=self.env)
+        output = services.manage("drf_create_token", username, env=self.env)
+        token = output.split()[2]  # "Generated token <key> for user <name>"
+        return Client(self.web_port, token)
+
+    def start_workers(self, count: int) -> None:
+        connection = redis.Redis.from_url(self.redis_url)
+        names = {f"bench-{time.monotonic_ns()}-{number}" for number in range(count)}
+        for name in names:
+            command = [*services.MANAGE, "rqworker", "high", "default", "low", "--name", name]
+            self.workers.append(services.start(command, self.env, self.log(name)))
+
+        def registered() -> bool:
+            return names <= {worker.name for worker in Worker.all(connection=connection)}
+
+        services.wait_for(registered, 120, "workers to register")
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
+            services.stop(process)
+        self.workers = []
+
+    def add_people(self, client: Client) -> None:
+        """Obama, Biden and Hayes as this user's known people; waits until their references are encoded."""
+        people = []
+        for name, relative in REFERENCES.items():
+            person = client.post_json("/api/people/", {"name": name}).json()
+            path = FACES_DIR / relative
+            reply = client.upload(f"/api/people/{person['id']}/references/", path.name, path.read_bytes())
+            assert reply.status == 202, reply.body
+            people.append(person["id"])
+
+        def encoded() -> bool:
+            return all(client.get(f"/api/people/{pk}/").json()["references"][0]["status"] == "done" for pk in people)
+
+        services.wait_for(encoded, 120, "reference encodings", interval=0.3)
+
+    def finished(self, ids: list[int]) -> list[tuple[int, str, str | None]]:
+        with sqlite3.connect(self.sqlite_path, timeout=30) as db:
+            marks = ",".join("?" * len(ids))
+            return db.execute(
+                f"SELECT id, status, processed_at FROM recognition_photo WHERE id IN ({marks}) "  # noqa: S608
+                "AND status IN ('done', 'failed')",
+                ids,
+            ).fetchall()
+
+    def run_uploads(self, client: Client, folder: Path, photos: list[WorkPhoto], clients: int = 4) -> dict:
+        """Upload every photo from `clients` concurrent clients; time from the first upload to the last done."""
+        pids = [p.pid for p in self.workers]
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                self.memory.sample(pids)
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        started = time.time()
+        replies = services.upload_all(client, "/api/photos/", [p.path(folder) for p in photos], clients)
+        bad = [r for r in replies if r.status != 202]
+        if bad:
+            stop.set()
+            raise RuntimeError(f"upload answered {bad[0].status}: {bad[0].body[:300]!r}")
+        ids = [r.json()["id"] for r in replies]
+        try:
+            services.wait_for(lambda: len(self.finished(ids)) == len(ids), 1800, "photos processed", interval=0.25)
+        finally:
+            stop.set()
+            watcher.join()
+        rows = self.finished(ids)
+        last = max(datetime.fromisoformat(at).replace(tzinfo=UTC).timestamp() for _, _, at in rows if at)
+        failed = [pk for pk, status, _ in rows if status == "failed"]
+        found = {}
+        for photo, pk in zip(photos, ids, strict=True):
+            found[photo.name] = [face["box"] for face in client.get(f"/api/photos/{pk}/").json()["faces"]]
+        return {
+            "photos_per_s": len(photos) / (last - started),
+            "latencies": [r.ms for r in replies],
+            "failed": len(failed),
+            "boxes": found,
+        }
+
+    def reprocess_all(self, rows: int) -> dict:
+        """Time `manage.py reprocess --all` over `rows` photo rows (made directly, no files behind them)."""
+        script = (
+            "from django.contrib.auth import get_user_model\n"
+            "from recognition.models import Photo\n"
+            "owner = get_user_model().objects.create_user('bulk')\n"
+            f"Photo.objects.bulk_create([Photo(owner=owner, image=f'photos/bulk/{{i}}.jpg', status='done', "
+            f"sha256=f'{{i:064x}}') for i in range({rows})], batch_size=2000)\n"
+        )
+        services.manage("shell", "-c", script, env=self.env)
+        connection = redis.Redis.from_url(self.redis_url)
+        before = connection.llen("rq:queue:low")
+        started = time.perf_counter()
+        output = services.manage("reprocess", "--all", env=self.env)
+        wall = time.perf_counter() - started
+        queued = connection.llen("rq:queue:low") - before
+        # The command prints "N photos queued on the low queue in S s (R photos/s)": its own clock, from the
+        # first batch to the last, without Python and Django starting up.
+        words = output.replace("(", " ").split()
+        seconds = float(words[words.index("in") + 1])
+        return {
+            "reprocess_enqueue_per_s": queued / seconds if seconds else float("nan"),
+            "reprocess_command_s": wall,
+            "reprocess_rows": queued,
+        }
+
+
+def pipeline(folder: Path, photos: list[WorkPhoto], reprocess_rows: int, clients: int = 4) -> dict:
+    """Throughput with 1 then 2 workers, upload latency while they are saturated, memory, bulk enqueue."""
+    figures: dict = {}
+    with Site() as site:
+        latencies: list[float] = []
+        boxes: dict = {}
+        for workers in (1, 2):
+            client = site.user(f"bench{workers}w")
+            site.start_workers(workers)
+            site.add_people(client)
+            run = site.run_uploads(client, folder, photos, clients)
+            site.stop_workers()
+            figures[f"pipeline_photos_per_s_{workers}w"] = run["photos_per_s"]
+            figures[f"pipeline_failed_{workers}w"] = run["failed"]
+            latencies += run["latencies"]
+            boxes = run["boxes"]
+        figures["pipeline_recall"] = workset.recall(photos, boxes)
+        figures["pipeline_boxes"] = boxes
+        figures["upload_p50_ms"] = percentile(latencies, 50)
+        figures["upload_p95_ms"] = percentile(latencies, 95)
+        figures["upload_p99_ms"] = percentile(latencies, 99)
+        figures["uploads_timed"] = len(latencies)
+        figures["worker_rss_mb"] = site.memory.worker_kb / 1024
+        figures["horse_rss_mb"] = site.memory.horse_kb / 1024
+        figures["horse_private_mb"] = site.memory.horse_private_kb / 1024
+        figures.update(site.reprocess_all(reprocess_rows))
+    return figures
