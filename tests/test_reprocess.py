@@ -158,6 +158,8 @@ def test_wait_follows_a_real_worker_to_the_end(user, start_worker):
     output = reprocess("--ids", ",".join(map(str, ids)), "--wait")
     assert "All 2 photos finished: 2 done, 0 failed." in output
     wait_for(lambda: photos_finished(ids), timeout=5)
+    output = reprocess("--ids", ",".join(map(str, ids)), "--rematch-only", "--wait")
+    assert "Re-matched 2 photos." in output
 
 
 def test_many_photos_go_in_batches(user, redis_server):

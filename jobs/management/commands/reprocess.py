@@ -176,8 +176,8 @@ class Command(BaseCommand):
                 while done + failed < len(ids):
                     time.sleep(1)
                     done, failed = finished_counts(ids, since)
+                    bar.set_postfix(done=done, failed=failed, refresh=False)
                     bar.update(done + failed - bar.n)
-                    bar.set_postfix(done=done, failed=failed)
             except KeyboardInterrupt:
                 self.stdout.write(f"Stopped following; the jobs go on. {done} done, {failed} failed so far.")
                 return
