@@ -66,6 +66,10 @@ class WorkerInfo:
     last_heartbeat: datetime | None
     stale: bool
 
+    @property
+    def heartbeat_age_seconds(self) -> int | None:
+        return None if self.last_heartbeat is None else int((timezone.now() - self.last_heartbeat).total_seconds())
+
 
 @dataclass
 class FailedJob:

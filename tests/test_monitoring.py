@@ -1,11 +1,15 @@
 """Queue figures, workers and failed jobs (page, API, actions), and pausing a queue with real workers."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.files.base import ContentFile
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+from rq import Worker
+from rq.utils import utcformat
 
 from jobs import monitoring
 from jobs.enqueue import BULK, GALLERY, UPLOADS, enqueue_photos, get_queue, pause_queue, photo_job_id, resume_queue
@@ -143,3 +147,14 @@ def test_the_page_and_the_api_say_when_redis_is_down(staff_client, staff_api, se
     assert response.status_code == 200 and b"Redis is unavailable" in response.content
     response = staff_api.get("/api/queues/")
     assert response.status_code == 503 and "Redis is unavailable" in response.json()["error"]
+
+
+def test_a_worker_whose_heartbeat_stopped_is_marked_stale(staff_client, redis_server):
+    ghost = Worker([get_queue(UPLOADS)], connection=redis_server.client(), name="ghost")
+    ghost.register_birth()
+    long_ago = timezone.now() - monitoring.STALE_AFTER - timedelta(seconds=1)
+    redis_server.client().hset(ghost.key, "last_heartbeat", utcformat(long_ago))
+    [worker] = monitoring.workers()
+    assert worker.name == "ghost" and worker.stale and worker.current_job is None
+    body = staff_client.get("/admin/queues/").content.decode()
+    assert "ghost" in body and 'class="stale"' in body
