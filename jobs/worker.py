@@ -54,18 +54,19 @@ class FaceWorker(Worker):
                 step = max(1, min(step, math.ceil(left)))
             try:
                 self._keep_reconcile_scheduled()
-                paused = paused_queues(self.connection)
+                active = [queue for queue in everything if queue.name not in paused_queues(self.connection)]
+                if not active and step is not None:
+                    self.set_state(WorkerStatus.IDLE)
+                    self.heartbeat()
             except (ConnectionError, TimeoutError) as exc:
+                # As RQ's own dequeue does: wait for Redis to come back rather than die.
                 log.warning("Worker %s: Redis unavailable (%s), retrying", self.name, exc)
                 time.sleep(step or 1)
                 continue
-            active = [queue for queue in everything if queue.name not in paused]
             if not active:
                 if step is None:
                     return None  # burst mode: nothing this worker may take
-                self.set_state(WorkerStatus.IDLE)
                 self.procline("All queues paused")
-                self.heartbeat()
                 time.sleep(step)
                 continue
             self._ordered_queues = active
@@ -85,12 +86,15 @@ class FaceWorker(Worker):
 
     def _put_back_if_paused(self, job: Job, queue: Queue) -> bool:
         """A queue paused while this worker was waiting on it gets its job back, at the front."""
-        if queue.name not in paused_queues(self.connection):
-            return False
-        with self.connection.pipeline() as pipeline:
-            pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
-            queue.push_job_id(job.id, pipeline=pipeline, at_front=True)
-            pipeline.execute()
+        try:
+            if queue.name not in paused_queues(self.connection):
+                return False
+            with self.connection.pipeline() as pipeline:
+                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+                queue.push_job_id(job.id, pipeline=pipeline, at_front=True)
+                pipeline.execute()
+        except (ConnectionError, TimeoutError):
+            return False  # Redis went away just now: run the job we hold rather than drop it
         return True
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
