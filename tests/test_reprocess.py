@@ -170,3 +170,10 @@ def test_many_photos_go_in_batches(user, redis_server):
     assert not Photo.objects.exclude(status=PhotoStatus.QUEUED).exists()
     job = get_queue(BULK).fetch_job(photo_job_id(photo.pk))
     assert job.meta == {"photo_id": photo.pk} and job.retries_left == 3
+
+
+def test_redis_down_is_a_clear_error(photos, settings):
+    dead = {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 5}
+    settings.RQ_QUEUES = {name: dead for name in settings.RQ_QUEUES}
+    with pytest.raises(CommandError, match="Redis is unavailable"):
+        reprocess("--all")

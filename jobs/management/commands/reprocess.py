@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from redis.exceptions import RedisError
 from rq.job import Job, JobStatus
 from tqdm import tqdm
 
@@ -164,6 +165,9 @@ class Command(BaseCommand):
                 bar.update(count)
                 if interrupted:
                     break
+        except RedisError as exc:
+            # The batch under way may be marked queued without its jobs: reconcile queues those later.
+            raise CommandError(f"Redis is unavailable ({exc}); {done} photos were queued before it went.") from exc
         finally:
             signal.signal(signal.SIGINT, previous)
         return done
