@@ -1,0 +1,290 @@
+"""Faults for real: a real Redis stopped, restarted and flushed, worker processes killed with SIGKILL, a busy
+SQLite database, a full queue, a job past its timeout. In each, every photo ends done (or failed with a
+clear reason) and nothing is lost.
+
+These need a Redis of their own to stop and start, and the default SQLite database: they are not part
+of CI's scale-out pass (no `scaleout` mark).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection, connections
+from django.utils import timezone
+from PIL import Image
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+from rq.registry import FailedJobRegistry
+
+from jobs.enqueue import UPLOADS, get_queue
+from recognition.models import Alert, Face, Person, Photo, PhotoStatus
+from tests.conftest import face_file, photos_finished, upload_of, wait_for
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(bool(os.environ.get("REDIS_URL")), reason="stops and restarts a Redis of its own"),
+]
+
+SMALL_PHOTOS = ["people/obama/senate.jpg", "people/biden/senate.jpg", "people/clinton/senate.jpg",
+                "people/harris/senate.jpg", "people/hayes/photo_2.jpg", "portraits/029701.jpg"]  # fmt: skip
+# Workers that run the scheduled reconcile often: RQ's scheduler in the worker, every second once scheduled.
+SCHEDULED = {"RECONCILE_INTERVAL": "1"}
+# A photo that takes several seconds: the group photo at twice its size, detected at full size.
+SLOW = {"FACES_DETECT_MAX_SIDE": "3000"}
+
+
+def slow_group_photo() -> SimpleUploadedFile:
+    with Image.open(face_file("groups/situation_room_2011.jpg")) as image:
+        big = image.resize((image.width * 2, image.height * 2), Image.Resampling.BICUBIC)
+    data = io.BytesIO()
+    big.save(data, format="JPEG", quality=90)
+    return SimpleUploadedFile("situation_room_x2.jpg", data.getvalue(), content_type="image/jpeg")
+
+
+def upload(api, image: SimpleUploadedFile) -> dict:
+    response = api.post("/api/photos/", {"image": image})
+    assert response.status_code == 202, response.content
+    return response.json()
+
+
+def upload_all(api, names: list[str]) -> list[int]:
+    return [upload(api, upload_of(name))["id"] for name in names]
+
+
+def statuses(ids: list[int]) -> dict[int, tuple[str, str]]:
+    return {photo.pk: (photo.status, photo.error) for photo in Photo.objects.filter(pk__in=ids)}
+
+
+def wait_until_done(ids: list[int], timeout: float = 240) -> None:
+    try:
+        wait_for(lambda: photos_finished(ids), timeout=timeout, interval=0.5)
+    except AssertionError:
+        raise AssertionError(f"not finished: {statuses(ids)}") from None
+    assert {status for status, _ in statuses(ids).values()} == {PhotoStatus.DONE}, statuses(ids)
+
+
+def stop_gracefully(redis_server) -> None:
+    """As `systemctl stop` does: SIGTERM, and Redis flushes its append-only file before it exits."""
+    redis_server.process.terminate()
+    redis_server.process.wait(timeout=30)
+    redis_server.process = None
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def work_horse(worker: subprocess.Popen) -> int:
+    """The forked process running the worker's current job (RQ puts it in a process group of its own)."""
+    horses = [pid for pid in children(worker.pid) if os.getpgid(pid) == pid]
+    assert len(horses) == 1, horses
+    return horses[0]
+
+
+def alive(process: subprocess.Popen) -> bool:
+    return process.poll() is None
+
+
+@pytest.fixture
+def redis_server(redis_server):
+    """The session's Redis, running again after the test whatever the test did to it."""
+    yield redis_server
+    if redis_server.process is None:
+        redis_server.start()
+
+
+# Redis
+
+
+def test_redis_down_while_a_user_uploads(api, redis_server, start_worker):
+    """The upload is stored and the user told it waits; once Redis is back the worker's reconcile queues it."""
+    worker = start_worker("--with-scheduler", **SCHEDULED)
+    before = upload(api, upload_of(SMALL_PHOTOS[0]))["id"]
+    wait_until_done([before])
+
+    redis_server.stop()
+    during = api.post("/api/photos/", {"image": upload_of(SMALL_PHOTOS[1])})
+    assert during.status_code == 202
+    body = during.json()
+    assert body["status"] == "waiting"
+    assert body["message"] == ("Stored, not lost: the job queue is unavailable, this photo will be processed later.")
+    photo = Photo.objects.get(pk=body["id"])
+    assert photo.status == PhotoStatus.WAITING and Path(photo.image.path).exists()
+
+    redis_server.start()  # same port, same data folder
+    wait_until_done([body["id"]])
+    assert alive(worker), "the worker lived through the outage"
+    assert Photo.objects.get(pk=body["id"]).faces.count() == 1
+
+
+def test_redis_restarted_with_photos_queued_keeps_them(api, redis_server, start_worker):
+    ids = upload_all(api, SMALL_PHOTOS)
+    assert get_queue(UPLOADS).count == len(ids)
+    stop_gracefully(redis_server)
+    redis_server.start()
+    assert get_queue(UPLOADS).count == len(ids), "the append-only file brought every job back"
+    workers = [start_worker("--burst") for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0
+    wait_until_done(ids, timeout=10)
+
+
+def test_redis_killed_with_workers_running_loses_nothing(api, redis_server, start_worker):
+    """SIGKILL, not a clean stop: what the append-only file did not keep, the scheduled reconcile queues again."""
+    workers = [start_worker("--with-scheduler", **SCHEDULED) for _ in range(2)]
+    ids = upload_all(api, SMALL_PHOTOS)
+    redis_server.stop()
+    redis_server.start()
+    wait_until_done(ids)
+    assert all(alive(worker) for worker in workers)
+    assert Face.objects.filter(photo_id__in=ids).count() == len(ids)
+
+
+def test_redis_flushed_then_reconcile_queues_every_photo_again(api, redis_server, start_worker):
+    ids = upload_all(api, SMALL_PHOTOS)
+    redis_server.client().flushall()
+    assert get_queue(UPLOADS).count == 0
+    # The flush came a while after the uploads: past the grace reconcile gives a photo on its way to Redis.
+    Photo.objects.filter(pk__in=ids).update(queued_at=timezone.now() - timedelta(minutes=5))
+    start_worker("--with-scheduler", **SCHEDULED)
+    wait_until_done(ids)
+
+
+# Workers killed mid-job
+
+
+@pytest.fixture
+def obama(api, run_jobs) -> Person:
+    person = api.post("/api/people/", {"name": "Obama"}, format="json").json()
+    image = upload_of("people/obama/portrait_2012.jpg")
+    assert api.post(f"/api/people/{person['id']}/references/", {"image": image}).status_code == 202
+    run_jobs()
+    return Person.objects.get(pk=person["id"])
+
+
+def assert_processed_once(photo_id: int, obama: Person) -> None:
+    """Faces stored once (no box twice), one alert for Obama."""
+    photo = Photo.objects.get(pk=photo_id)
+    boxes = [face.box for face in photo.faces.all()]
+    assert len(boxes) >= 8
+    assert all(a.overlap(b) < 0.5 for i, a in enumerate(boxes) for b in boxes[i + 1 :]), "no face stored twice"
+    assert photo.faces.filter(person=obama).count() == 1
+    assert Alert.objects.filter(photo=photo).count() == Alert.objects.filter(photo=photo, person=obama).count() == 1
+
+
+def test_work_horse_killed_mid_job_is_retried(api, obama, start_worker, settings):
+    settings.JOB_RETRY_INTERVALS = [1, 1, 1]
+    worker = start_worker("--with-scheduler", **SLOW)
+    photo_id = upload(api, slow_group_photo())["id"]
+    wait_for(lambda: Photo.objects.get(pk=photo_id).status == PhotoStatus.PROCESSING, timeout=120, interval=0.05)
+    os.kill(work_horse(worker), signal.SIGKILL)  # as the kernel's out-of-memory killer would
+
+    wait_until_done([photo_id])
+    assert Photo.objects.get(pk=photo_id).attempts == 2
+    assert_processed_once(photo_id, obama)
+    assert alive(worker)
+
+
+def test_worker_killed_mid_job_another_worker_finishes_it(api, obama, start_worker):
+    """The whole worker dies (parent and work horse, as when its machine fails); a new worker takes over.
+
+    RQ still holds the job as started, so it is the scheduled reconcile that queues the photo again, once
+    it has been processing for longer than the job timeout allows.
+    """
+    first = start_worker(**SCHEDULED, **SLOW)
+    photo_id = upload(api, slow_group_photo())["id"]
+    wait_for(lambda: Photo.objects.get(pk=photo_id).status == PhotoStatus.PROCESSING, timeout=120, interval=0.05)
+    horse = work_horse(first)
+    for pid in [horse, *children(first.pid), first.pid]:
+        os.kill(pid, signal.SIGKILL)
+    first.wait()
+    assert Photo.objects.get(pk=photo_id).status == PhotoStatus.PROCESSING
+
+    start_worker("--with-scheduler", JOB_TIMEOUT="20", **SCHEDULED, **SLOW)
+    wait_until_done([photo_id], timeout=300)
+    assert Photo.objects.get(pk=photo_id).attempts == 2
+    assert_processed_once(photo_id, obama)
+
+
+# The database
+
+
+def test_busy_sqlite_four_workers_and_twenty_concurrent_uploads(user, redis_server, start_worker):
+    assert connection.vendor == "sqlite"
+    workers = [start_worker() for _ in range(4)]
+    token = Token.objects.create(user=user).key
+    names = [f"portraits/{path.name}" for path in sorted((face_file("portraits")).glob("*.jpg"))[:20]]
+    responses: dict[str, object] = {}
+
+    def post(name: str) -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        try:
+            responses[name] = client.post("/api/photos/", {"image": upload_of(name)})
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=post, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(response.status_code for response in responses.values()) == [202] * 20, {
+        name: response.content for name, response in responses.items() if response.status_code != 202
+    }
+    ids = [response.json()["id"] for response in responses.values()]
+    assert Photo.objects.filter(owner=user).count() == 20, "no row lost"
+    wait_until_done(ids)
+    assert Face.objects.filter(photo_id__in=ids).count() == 20
+    assert not any("locked" in error for _, error in statuses(ids).values())
+    assert FailedJobRegistry(queue=get_queue(UPLOADS)).count == 0
+    assert all(alive(worker) for worker in workers)
+
+
+# Backpressure
+
+
+def test_past_the_queue_depth_uploads_wait_in_the_database_and_drain(api, client, user, redis_server, start_worker,
+                                                                      settings):  # fmt: skip
+    settings.QUEUE_MAX_DEPTH = 2
+    bodies = [upload(api, upload_of(name)) for name in SMALL_PHOTOS]
+    assert [body["status"] for body in bodies] == ["queued"] * 2 + ["waiting"] * 4
+    assert all("queue is full" in body["message"] for body in bodies[2:])
+    assert get_queue(UPLOADS).count == 2
+    client.force_login(user)
+    assert "waiting" in client.get("/").content.decode().lower(), "the gallery says so"
+
+    start_worker("--with-scheduler", QUEUE_MAX_DEPTH="2", **SCHEDULED)
+    ids = [body["id"] for body in bodies]
+    wait_until_done(ids)
+    assert Photo.objects.filter(pk__in=ids).count() == len(SMALL_PHOTOS), "nothing dropped"
+
+
+# Timeouts
+
+
+def test_job_past_its_timeout_fails_clearly_and_the_worker_goes_on(api, redis_server, start_worker, settings):
+    settings.JOB_TIMEOUT = 2  # the timeout the job is queued with
+    slow = upload(api, slow_group_photo())["id"]
+    quick = upload(api, upload_of(SMALL_PHOTOS[0]))["id"]
+    worker = start_worker("--burst", JOB_TIMEOUT="2", **SLOW)
+    assert worker.wait(timeout=300) == 0
+
+    photo = Photo.objects.get(pk=slow)
+    assert photo.status == PhotoStatus.FAILED
+    assert photo.error == "Timed out: processing took longer than 2 s"
+    assert photo.attempts == 1, "a timeout is not retried"
+    assert Photo.objects.get(pk=quick).status == PhotoStatus.DONE
