@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
+from redis.exceptions import RedisError
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -180,7 +181,14 @@ class PersonViewSet(viewsets.ModelViewSet):
             reference = person.add_reference(request.FILES.get("image"))
         except UploadRejected as exc:
             return rejected(exc)
-        enqueue_reference(reference.pk)
+        try:
+            enqueue_reference(reference.pk)
+        except RedisError:
+            # Nothing would ever encode it: take it back and say so, rather than keep it queued forever.
+            reference.image.delete(save=False)
+            reference.delete()
+            body = {"error": "The job queue is unavailable: nothing was stored, try again in a minute."}
+            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "60"})
         return Response(ReferenceSerializer(reference).data, status=status.HTTP_202_ACCEPTED)
 
 

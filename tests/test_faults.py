@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, connections
 from django.utils import timezone
@@ -26,7 +27,7 @@ from rest_framework.test import APIClient
 from rq.registry import FailedJobRegistry
 
 from jobs.enqueue import UPLOADS, get_queue
-from recognition.models import Alert, Face, Person, Photo, PhotoStatus
+from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto
 from tests.conftest import face_file, photos_finished, upload_of, wait_for
 
 pytestmark = [
@@ -127,6 +128,22 @@ def test_redis_down_while_a_user_uploads(api, redis_server, start_worker):
     wait_until_done([body["id"]])
     assert alive(worker), "the worker lived through the outage"
     assert Photo.objects.get(pk=body["id"]).faces.count() == 1
+
+
+def test_reference_upload_while_redis_is_down_is_refused_cleanly(api, redis_server):
+    """A reference has no later path (reconcile is for photos): refused with 503, nothing half-stored."""
+    person = api.post("/api/people/", {"name": "Obama"}, format="json").json()
+    files_before = stored_references()
+    redis_server.stop()
+    response = api.post(f"/api/people/{person['id']}/references/", {"image": upload_of(SMALL_PHOTOS[0])})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "60"
+    assert response.json()["error"].startswith("The job queue is unavailable")
+    assert not ReferencePhoto.objects.exists()
+    assert stored_references() == files_before
+
+
+def stored_references() -> set[Path]:
+    return set(Path(settings.MEDIA_ROOT).glob("references/*/*"))
 
 
 def test_redis_restarted_with_photos_queued_keeps_them(api, redis_server, start_worker):
