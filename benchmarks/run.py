@@ -39,7 +39,7 @@ class Plan:
 
 
 FULL = Plan(100, 10, 24, 20_000, (1_000, 10_000, 100_000, 1_000_000), 15 * 60)
-QUICK = Plan(20, 2, 8, 20_000, (1_000, 10_000, 100_000, 1_000_000), 3 * 60)
+QUICK = Plan(20, 3, 8, 20_000, (1_000, 10_000, 100_000, 1_000_000), 3 * 60)
 
 
 def machine() -> dict:
@@ -73,11 +73,12 @@ def measure(plan: Plan) -> dict:
     photos = workset.load(folder, plan.photos)
     figures["photos"] = len(photos)
     figures["faces_placed"] = sum(len(p.faces) for p in photos)
+    # The engine right before the pipeline: the 0.9 x target compares them, and this machine's load drifts.
     step("engine", figures, lambda: engine_loop(folder, photos))
-    step("naive", figures, lambda: naive_loop(folder, photos[: plan.naive_photos]))
-    step("cli", figures, lambda: cli(folder, photos))
-    step("blocking", figures, lambda: blocking_server(folder, photos[: plan.blocking_uploads]))
     step("pipeline", figures, lambda: pipeline(folder, photos, plan.reprocess_rows))
+    step("cli", figures, lambda: cli(folder, photos))
+    step("naive", figures, lambda: naive_loop(folder, photos[: plan.naive_photos]))
+    step("blocking", figures, lambda: blocking_server(folder, photos[: plan.blocking_uploads]))
     step("matching", figures, lambda: gallery_speed(list(plan.gallery_sizes)))
     step("accuracy", figures, accuracy.run)
     # Recall on the photos the naive loop ran, for a like-for-like comparison.
@@ -171,6 +172,7 @@ ROWS = [
     ("cli_recall", "CLI recall (by face count)", "{:.3f}"),
     ("blocking_upload_p50_ms", "Blocking server upload p50 (4 clients)", "{:,.0f} ms"),
     ("blocking_upload_p95_ms", "Blocking server upload p95", "{:,.0f} ms"),
+    ("blocking_photos_per_s", "Blocking server throughput (2 gunicorn workers)", "{:.2f} photos/s"),
     ("pipeline_photos_per_s_1w", "Pipeline, upload to done, 1 worker", "{:.2f} photos/s"),
     ("pipeline_photos_per_s_2w", "Pipeline, upload to done, 2 workers", "{:.2f} photos/s"),
     ("pipeline_recall", "Pipeline recall", "{:.3f}"),
@@ -186,7 +188,7 @@ ROWS = [
             (f"gallery_mb_{n}", f"Gallery memory, {n:,}", "{:.1f} MB"),
         )
     ],
-    ("reprocess_enqueue_per_s", "manage.py reprocess --all (20,000 rows)", "{:,.0f} photos/s"),
+    ("reprocess_enqueue_per_s", "manage.py reprocess --all (20,000+ rows)", "{:,.0f} photos/s"),
     ("reprocess_command_s", "reprocess --all, whole command", "{:.1f} s"),
     ("worker_rss_mb", "Worker parent peak RSS", "{:.0f} MB"),
     ("horse_rss_mb", "Work horse peak RSS (shared pages included)", "{:.0f} MB"),
