@@ -18,12 +18,13 @@ from rq.queue import Queue
 from rq.worker import WorkerStatus
 
 from jobs.enqueue import paused_queues
+from jobs.redis_outage import RidesOutRedisOutages
 from recognition import engine
 
 log = logging.getLogger(__name__)
 
 
-class FaceWorker(Worker):
+class FaceWorker(RidesOutRedisOutages, Worker):
     """Forks a work horse per job as RQ does; each horse shares the parent's loaded dlib models."""
 
     # An idle worker looks at the paused queues this often (seconds); a blocking pop never waits longer.

@@ -305,3 +305,16 @@ def test_job_past_its_timeout_fails_clearly_and_the_worker_goes_on(api, redis_se
     assert photo.error == "Timed out: processing took longer than 2 s"
     assert photo.attempts == 1, "a timeout is not retried"
     assert Photo.objects.get(pk=quick).status == PhotoStatus.DONE
+
+
+def test_redis_killed_while_a_job_runs(api, redis_server, start_worker):
+    """The job finishes while Redis is down: the photo is done in the database, and the worker lives on."""
+    worker = start_worker("--with-scheduler", **SCHEDULED, **SLOW)
+    photo_id = upload(api, slow_group_photo())["id"]
+    wait_for(lambda: Photo.objects.get(pk=photo_id).status == PhotoStatus.PROCESSING, timeout=120, interval=0.05)
+    redis_server.stop()
+    wait_until_done([photo_id])
+    redis_server.start()
+    after = upload(api, upload_of(SMALL_PHOTOS[0]))["id"]
+    wait_until_done([after])
+    assert alive(worker)
