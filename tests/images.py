@@ -65,6 +65,20 @@ def sixteen_bit_png(relative: str = PORTRAIT) -> bytes:
     return data
 
 
+def sixteen_bit_rgb_png(relative: str = PORTRAIT) -> bytes:
+    """A 48-bit RGB PNG (16 bits a channel), written by hand: Pillow writes 16-bit grayscale only."""
+    samples = np.asarray(real(relative).convert("RGB"), dtype=">u2") * 257
+    height, width, _ = samples.shape
+    rows = b"".join(b"\x00" + samples[y].tobytes() for y in range(height))  # filter 0, then the row
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
 def alpha_png(relative: str = PORTRAIT) -> bytes:
     """RGBA with a transparent border around an opaque middle, where the face is."""
     image = real(relative).convert("RGBA")

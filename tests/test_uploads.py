@@ -148,10 +148,11 @@ def test_damaged_image_fails_on_the_photo_and_the_worker_goes_on(api, run_jobs, 
         (images.cmyk_jpeg, "cmyk.jpg"),
         (images.grayscale_png, "gray.png"),
         (images.sixteen_bit_png, "sixteen.png"),
+        (images.sixteen_bit_rgb_png, "sixteen-rgb.png"),
         (images.alpha_png, "alpha.png"),
         (images.heic, "phone.heic"),
     ],
-    ids=["cmyk-jpeg", "grayscale-png", "16-bit-png", "alpha-png", "heic"],
+    ids=["cmyk-jpeg", "grayscale-png", "16-bit-png", "48-bit-rgb-png", "alpha-png", "heic"],
 )
 def test_unusual_formats_and_modes_are_read(api, run_jobs, make, name):
     photo_id = accepted(api, make(), name)
