@@ -10,6 +10,7 @@ RECONCILE_INTERVAL seconds through RQ's scheduler; `manage.py reconcile` runs it
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -140,10 +141,17 @@ def ensure_scheduled(connection: Redis) -> None:
     the fixed id keeps workers that check at the same time from scheduling two.
     """
     status = connection.hget(Job.key_for(SCHEDULED_JOB_ID), "status")
-    if status and status.decode() in LIVE:
-        return
     queue = Queue(UPLOADS, connection=connection)
-    if status:  # failed or stopped: the worker logged why; make room for the next run
+    next_run = time.time() + settings.RECONCILE_INTERVAL
+    if status and status.decode() in LIVE:
+        if status.decode() != JobStatus.SCHEDULED:
+            return  # queued or running
+        # Scheduled, unless lost from the registry or set further out by a process with a longer interval
+        # (a shorter one, say for a test or after a settings change, takes effect at once).
+        at = connection.zscore(queue.scheduled_job_registry.key, SCHEDULED_JOB_ID)
+        if at is not None and at <= next_run:
+            return
+    elif status:  # failed or stopped: the worker logged why; make room for the next run
         Job.fetch(SCHEDULED_JOB_ID, connection=connection).delete()
     queue.enqueue_in(
         timedelta(seconds=settings.RECONCILE_INTERVAL),

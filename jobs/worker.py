@@ -29,8 +29,8 @@ class FaceWorker(RidesOutRedisOutages, Worker):
 
     # An idle worker looks at the paused queues this often (seconds); a blocking pop never waits longer.
     pause_check_interval = 5
-    # And makes sure the next reconcile run is scheduled this often (seconds).
-    reconcile_check_interval = 30
+    # And makes sure the next reconcile run is scheduled this often (seconds): one HGET each time.
+    reconcile_check_interval = 5
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

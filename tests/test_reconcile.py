@@ -1,5 +1,6 @@
 """Reconcile: photos whose job is gone are queued again; the worker runs it on RQ's scheduler."""
 
+import time
 from datetime import timedelta
 from io import StringIO
 
@@ -118,6 +119,13 @@ def test_one_scheduled_run_however_many_workers_ensure_it(redis_server, settings
     Job.fetch(SCHEDULED_JOB_ID, connection=connection).set_status(JobStatus.FAILED)
     ensure_scheduled(connection)
     assert Job.fetch(SCHEDULED_JOB_ID, connection=connection).get_status() == JobStatus.SCHEDULED
+    # A worker with a shorter interval brings the run forward; a longer one leaves it be.
+    settings.RECONCILE_INTERVAL = 5
+    ensure_scheduled(connection)
+    settings.RECONCILE_INTERVAL = 600
+    ensure_scheduled(connection)
+    assert registry.get_job_ids() == [SCHEDULED_JOB_ID]
+    assert connection.zscore(registry.key, SCHEDULED_JOB_ID) <= time.time() + 5
 
 
 def test_the_worker_runs_reconcile_on_its_scheduler(user, start_worker):
