@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -235,13 +236,20 @@ def main(argv: list[str] | None = None) -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": mode,
         "machine": info,
-        "figures": {k: v for k, v in figures.items() if k != "probes"},
+        "figures": {k: _plain(v) for k, v in figures.items() if k != "probes"},
         "accuracy_probes": figures.get("probes", {}),
         "targets": checks,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     print(f"\nWrote {args.output}", file=sys.stderr)
+
+
+def _plain(value):
+    """Floats rounded for reading; NaN and infinity as null, which JSON has."""
+    if isinstance(value, float):
+        return round(value, 4) if math.isfinite(value) else None
+    return value
 
 
 if __name__ == "__main__":

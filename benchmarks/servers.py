@@ -115,10 +115,13 @@ class Site:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type=None, *exc) -> None:
         for process in reversed(self.processes + self.workers):
             services.stop(process)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if exc_type is None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:  # keep the logs of what went wrong
+            print(f"benchmark site failed; logs and data kept in {self.tmp}", file=sys.stderr)
 
     @property
     def sqlite_path(self) -> str:
