@@ -197,6 +197,7 @@ def run() -> dict:
         suffix = f"plain_{round(threshold * 100):03d}"
         figures[f"true_matches_{suffix}"] = plain.true_matches
         figures[f"stranger_false_matches_{suffix}"] = plain.stranger_false_matches
+        figures[f"hard_case_matched_{suffix}"] = all(o.correct for o in plain.of("hard"))
     return figures
 
 
@@ -229,7 +230,8 @@ def report(figures: dict) -> str:
         lines.append(
             f"Plain threshold {threshold} (nearest person, no margin): true matches "
             f"{figures[f'true_matches_{suffix}']}/{figures['true_probes']}, strangers matched "
-            f"{figures[f'stranger_false_matches_{suffix}']}/{figures['strangers']}"
+            f"{figures[f'stranger_false_matches_{suffix}']}/{figures['strangers']}, hard case "
+            f"{'matched' if figures[f'hard_case_matched_{suffix}'] else 'missed'}"
         )
     return "\n".join(lines)
 
