@@ -156,6 +156,7 @@ def opens_or_is_unreadable(data: bytes, open_: Callable) -> None:
         open_(data)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about the damage it skips
 @hypothesis.settings(max_examples=400, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
 @hypothesis.given(data=mutated_images())
 def test_fuzz_open_image_raises_only_unreadable_image(data):
@@ -164,6 +165,7 @@ def test_fuzz_open_image_raises_only_unreadable_image(data):
         opens_or_is_unreadable(data, lambda data: engine.open_image(data, max_side=64))
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about the damage it skips
 @hypothesis.settings(max_examples=60, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
 @hypothesis.given(data=mutated_images())
 def test_fuzz_detect_faces_raises_only_unreadable_image(data):
