@@ -59,11 +59,28 @@ def machine() -> dict:
     }
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores, all processes)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (workers, servers, the CLI...)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def step(name: str, figures: dict, call: Callable[[], dict]) -> None:
+    """Run one contender; also note how much of the machine other processes took meanwhile."""
     print(f"... {name}", file=sys.stderr, flush=True)
-    started = time.monotonic()
+    started, busy, own = time.monotonic(), busy_cpu_seconds(), own_cpu_seconds()
     figures.update(call())
-    figures[f"seconds_{name}"] = round(time.monotonic() - started, 1)
+    seconds = time.monotonic() - started
+    others = (busy_cpu_seconds() - busy) - (own_cpu_seconds() - own)
+    figures[f"seconds_{name}"] = round(seconds, 1)
+    figures[f"others_cpu_share_{name}"] = round(max(0.0, others) / (seconds * (os.cpu_count() or 1)), 3)
 
 
 def measure(plan: Plan) -> dict:
@@ -230,6 +247,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{info['cpu_model']}, {info['cpu_cores']} cores, {mode} run, {figures['photos']} photos "
           f"({figures['faces_placed']} faces), naive loop on {figures['naive_photos']}\n")  # fmt: skip
     print(table(figures, checks))
+    shares = {k.removeprefix("others_cpu_share_"): v for k, v in figures.items() if k.startswith("others_cpu_share_")}
+    print("\nShare of the machine's CPU that other processes took during each step (noise): "
+          + ", ".join(f"{name} {share:.0%}" for name, share in shares.items()))  # fmt: skip
     print()
     print(accuracy.report(figures))
     result = {
