@@ -124,7 +124,7 @@ def _enqueue_batch(rq_queue: Queue, photo_ids: list[int]) -> int:
             job_id=photo_job_id(photo_id),
             timeout=settings.JOB_TIMEOUT,
             retry=retry_policy(),
-            result_ttl=3600,
+            result_ttl=300,  # bulk: the photo row is the record, keep Redis small
             failure_ttl=7 * 24 * 3600,
             description=f"process photo {photo_id}",
             meta={"photo_id": photo_id},
@@ -135,11 +135,16 @@ def _enqueue_batch(rq_queue: Queue, photo_ids: list[int]) -> int:
     return len(photo_ids)
 
 
+def reference_job_id(reference_id: int) -> str:
+    return f"reference-{reference_id}"
+
+
 def enqueue_reference(reference_id: int) -> None:
     def push() -> None:
         get_queue(GALLERY).enqueue_call(
             "jobs.encode_reference.encode_reference",
             args=(reference_id,),
+            job_id=reference_job_id(reference_id),
             timeout=settings.JOB_TIMEOUT,
             retry=retry_policy(),
             description=f"encode reference {reference_id}",

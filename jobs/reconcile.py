@@ -22,8 +22,17 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from jobs.enqueue import UPLOADS, enqueue_photos, get_queue, photo_job_id, queue_depth
-from recognition.models import UNFINISHED, Photo, PhotoStatus
+from jobs.enqueue import (
+    GALLERY,
+    UPLOADS,
+    enqueue_photos,
+    enqueue_reference,
+    get_queue,
+    photo_job_id,
+    queue_depth,
+    reference_job_id,
+)
+from recognition.models import UNFINISHED, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +51,23 @@ class Outcome:
     queued: list[int] = field(default_factory=list)
     held: list[int] = field(default_factory=list)  # lost, but the uploads queue is full: left waiting
     failed: list[int] = field(default_factory=list)  # lost mid-job too often: given up
+    references: list[int] = field(default_factory=list)  # reference photos queued again
 
     def __str__(self) -> str:
         return (
             f"checked {self.checked} unfinished photos: queued {len(self.queued)} again, "
-            f"{len(self.held)} left waiting (queue full), {len(self.failed)} marked failed"
+            f"{len(self.held)} left waiting (queue full), {len(self.failed)} marked failed; "
+            f"queued {len(self.references)} reference photos again"
         )
 
     def as_dict(self) -> dict:
-        return {"checked": self.checked, "queued": self.queued, "held": self.held, "failed": self.failed}
+        return {
+            "checked": self.checked,
+            "queued": self.queued,
+            "held": self.held,
+            "failed": self.failed,
+            "references": self.references,
+        }
 
 
 def max_attempts() -> int:
@@ -89,9 +106,28 @@ def reconcile(grace: int = DEFAULT_GRACE, dry_run: bool = False) -> Outcome:
             processed_at=timezone.now(),
             updated_at=timezone.now(),
         )
-    if outcome.queued or outcome.held or outcome.failed:
+    outcome.references = _lost_references(grace)
+    if not dry_run:
+        for reference_id in outcome.references:
+            enqueue_reference(reference_id)
+    if outcome.queued or outcome.held or outcome.failed or outcome.references:
         log.info("reconcile: %s", outcome)
     return outcome
+
+
+def _lost_references(grace: int) -> list[int]:
+    """Reference photos still waiting for their encoding whose job is gone."""
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    waiting = list(
+        ReferencePhoto.objects.filter(status=ReferenceStatus.QUEUED, updated_at__lt=cutoff).values_list("pk", flat=True)
+    )
+    if not waiting:
+        return []
+    with get_queue(GALLERY).connection.pipeline(transaction=False) as pipeline:
+        for reference_id in waiting:
+            pipeline.hget(Job.key_for(reference_job_id(reference_id)), "status")
+        statuses = pipeline.execute()
+    return [pk for pk, status in zip(waiting, statuses, strict=True) if not status or status.decode() not in LIVE]
 
 
 def _is_lost(photo: dict, job_status: str | None) -> bool:

@@ -134,3 +134,18 @@ def test_the_worker_runs_reconcile_on_its_scheduler(user, start_worker):
     start_worker("--with-scheduler", RECONCILE_INTERVAL="1")
     wait_for(lambda: photos_finished([photo.pk]), timeout=120)
     assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.DONE
+
+
+def test_a_reference_photo_whose_job_is_gone_is_encoded_after_all(api, redis_server, run_jobs):
+    from recognition.models import ReferencePhoto, ReferenceStatus
+
+    person_id = api.post("/api/people/", {"name": "Obama"}, format="json").json()["id"]
+    api.post(f"/api/people/{person_id}/references/", {"image": upload_of("people/obama/portrait_2012.jpg")})
+    redis_server.client().flushall()
+    outcome = reconcile(grace=0)
+    [reference] = ReferencePhoto.objects.filter(person_id=person_id)
+    assert outcome.references == [reference.pk]
+    assert reconcile(grace=0).references == []  # its job is queued now
+    run_jobs()
+    reference.refresh_from_db()
+    assert reference.status == ReferenceStatus.DONE
