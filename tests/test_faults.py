@@ -238,7 +238,7 @@ def test_worker_killed_mid_job_another_worker_finishes_it(api, obama, start_work
 # The database
 
 
-def test_busy_sqlite_four_workers_and_twenty_concurrent_uploads(user, redis_server, start_worker):
+def test_busy_sqlite_four_workers_and_twenty_concurrent_uploads(user, redis_server, start_worker, capfd):
     assert connection.vendor == "sqlite"
     workers = [start_worker() for _ in range(4)]
     token = Token.objects.create(user=user).key
@@ -269,6 +269,9 @@ def test_busy_sqlite_four_workers_and_twenty_concurrent_uploads(user, redis_serv
     assert not any("locked" in error for _, error in statuses(ids).values())
     assert FailedJobRegistry(queue=get_queue(UPLOADS)).count == 0
     assert all(alive(worker) for worker in workers)
+    logs = capfd.readouterr()  # this process's and the workers' output
+    assert logs.err.count("Job OK (photo-") == 20, "the workers' logs are read"
+    assert "database is locked" not in logs.out + logs.err
 
 
 # Backpressure
