@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
+from jobs.enqueue import GALLERY, get_queue
 from recognition.models import Photo, PhotoStatus
 from tests.conftest import upload_of
 
@@ -73,3 +74,10 @@ def test_upload_past_the_queue_depth_is_stored_and_told_it_waits(api, redis_serv
         "Stored, not lost: the queue is full, this photo is queued as the backlog drains."
     )
     assert Photo.objects.get(pk=second.json()["id"]).status == PhotoStatus.WAITING
+
+
+def test_deleting_a_person_queues_a_rematch(api, redis_server):
+    person = api.post("/api/people/", {"name": "Obama"}, format="json").json()
+    assert api.delete(f"/api/people/{person['id']}/").status_code == 204
+    [job] = get_queue(GALLERY).get_jobs()
+    assert job.func_name == "jobs.rematch.rematch_faces"

@@ -142,6 +142,13 @@ def test_reference_upload_while_redis_is_down_is_refused_cleanly(api, redis_serv
     assert stored_references() == files_before
 
 
+def test_person_deleted_while_redis_is_down(api, redis_server):
+    person = api.post("/api/people/", {"name": "Obama"}, format="json").json()
+    redis_server.stop()
+    assert api.delete(f"/api/people/{person['id']}/").status_code == 204
+    assert not Person.objects.exists()
+
+
 def stored_references() -> set[Path]:
     return set(Path(settings.MEDIA_ROOT).glob("references/*/*"))
 
