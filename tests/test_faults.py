@@ -51,6 +51,10 @@ def slow_group_photo() -> SimpleUploadedFile:
     return SimpleUploadedFile("situation_room_x2.jpg", data.getvalue(), content_type="image/jpeg")
 
 
+def portraits(count: int) -> list[str]:
+    return [f"portraits/{path.name}" for path in sorted(face_file("portraits").glob("*.jpg"))[:count]]
+
+
 def upload(api, image: SimpleUploadedFile) -> dict:
     response = api.post("/api/photos/", {"image": image})
     assert response.status_code == 202, response.content
@@ -171,8 +175,9 @@ def test_redis_killed_with_workers_running_loses_nothing(api, redis_server, star
     ids = upload_all(api, SMALL_PHOTOS)
     redis_server.stop()
     redis_server.start()
+    ids += upload_all(api, portraits(2))  # after the restart, on the same workers
     wait_until_done(ids)
-    assert all(alive(worker) for worker in workers)
+    assert all(alive(worker) for worker in workers), "the workers reconnected"
     assert Face.objects.filter(photo_id__in=ids).count() == len(ids)
 
 
@@ -249,7 +254,7 @@ def test_busy_sqlite_four_workers_and_twenty_concurrent_uploads(user, redis_serv
     assert connection.vendor == "sqlite"
     workers = [start_worker() for _ in range(4)]
     token = Token.objects.create(user=user).key
-    names = [f"portraits/{path.name}" for path in sorted((face_file("portraits")).glob("*.jpg"))[:20]]
+    names = portraits(20)
     responses: dict[str, object] = {}
 
     def post(name: str) -> None:
