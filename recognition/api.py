@@ -188,15 +188,14 @@ class PersonViewSet(viewsets.ModelViewSet):
             reference = person.add_reference(request.FILES.get("image"))
         except UploadRejected as exc:
             return rejected(exc)
+        body = ReferenceSerializer(reference).data
         try:
             enqueue_reference(reference.pk)
-        except RedisError:
-            # Nothing would ever encode it: take it back and say so, rather than keep it queued forever.
-            reference.image.delete(save=False)
-            reference.delete()
-            body = {"error": "The job queue is unavailable: nothing was stored, try again in a minute."}
-            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "60"})
-        return Response(ReferenceSerializer(reference).data, status=status.HTTP_202_ACCEPTED)
+        except RedisError as exc:
+            # Stored all the same: reconcile queues references whose job is gone once Redis is back.
+            log.warning("Redis unavailable, reference %s waits in the database: %s", reference.pk, exc)
+            body["message"] = "Stored, not lost: the job queue is unavailable, this photo will be encoded later."
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
