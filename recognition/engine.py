@@ -102,8 +102,10 @@ def _read(source: IO[bytes] | bytes | str) -> Image.Image:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(source)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise UnreadableImage(f"not an image we can read ({exc.__class__.__name__})") from exc
+        except UnidentifiedImageError as exc:
+            raise UnreadableImage("not a known image format") from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise UnreadableImage(f"the image header is damaged ({exc})") from exc
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise UnreadableImage(
                 f"image has too many pixels (the limit is {settings.FACES_MAX_PIXELS:,} pixels)"
