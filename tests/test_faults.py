@@ -9,20 +9,23 @@ of CI's scale-out pass (no `scaleout` mark).
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
 import threading
+import urllib.error
+import urllib.request
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 from PIL import Image
 from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 from rq.registry import FailedJobRegistry
 
 from jobs.enqueue import UPLOADS, get_queue
@@ -248,38 +251,51 @@ def test_worker_killed_mid_job_another_worker_finishes_it(api, obama, start_work
 # The database
 
 
-def test_busy_sqlite_four_workers_and_twenty_concurrent_uploads(user, redis_server, start_worker, capfd):
+def post_over_http(url: str, token: str, relative: str) -> tuple[int, dict]:
+    """A multipart upload over a real socket, as a browser or a script sends it."""
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{Path(relative).name}"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + face_file(relative).read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Authorization": f"Token {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {"error": error.read().decode(errors="replace")}
+
+
+def test_busy_sqlite_four_workers_and_twenty_concurrent_uploads(user, live_server, redis_server, start_worker, capfd):
+    """20 uploads at once over HTTP to a threaded server while 4 worker processes write their results."""
     assert connection.vendor == "sqlite"
     workers = [start_worker() for _ in range(4)]
     token = Token.objects.create(user=user).key
-    names = portraits(20)
-    responses: dict[str, object] = {}
+    results: dict[str, tuple[int, dict]] = {}
 
     def post(name: str) -> None:
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        try:
-            responses[name] = client.post("/api/photos/", {"image": upload_of(name)})
-        finally:
-            connections.close_all()
+        results[name] = post_over_http(f"{live_server.url}/api/photos/", token, name)
 
-    threads = [threading.Thread(target=post, args=(name,)) for name in names]
+    threads = [threading.Thread(target=post, args=(name,)) for name in portraits(20)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
-    assert sorted(response.status_code for response in responses.values()) == [202] * 20, {
-        name: response.content for name, response in responses.items() if response.status_code != 202
-    }
-    ids = [response.json()["id"] for response in responses.values()]
+    assert sorted(status for status, _ in results.values()) == [202] * 20, results
+    ids = [body["id"] for _, body in results.values()]
     assert Photo.objects.filter(owner=user).count() == 20, "no row lost"
     wait_until_done(ids)
     assert Face.objects.filter(photo_id__in=ids).count() == 20
     assert not any("locked" in error for _, error in statuses(ids).values())
     assert FailedJobRegistry(queue=get_queue(UPLOADS)).count == 0
     assert all(alive(worker) for worker in workers)
-    logs = capfd.readouterr()  # this process's and the workers' output
+    logs = capfd.readouterr()  # the server's and the workers' output
     assert logs.err.count("Job OK (photo-") == 20, "the workers' logs are read"
     assert "database is locked" not in logs.out + logs.err
 
