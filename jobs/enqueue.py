@@ -13,6 +13,7 @@ import django_rq
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.job import Job
@@ -25,9 +26,23 @@ UPLOADS, GALLERY, BULK = "high", "default", "low"
 QUEUE_NAMES = (UPLOADS, GALLERY, BULK)
 
 
+_connections: dict[str, Redis] = {}
+
+
+def redis_connection(name: str = UPLOADS) -> Redis:
+    """One Redis client (and connection pool) per URL and process, not a new connection per upload.
+
+    redis-py notices a fork and gives the child fresh connections, so work horses may use it too.
+    """
+    url = settings.RQ_QUEUES[name]["URL"]
+    if url not in _connections:
+        _connections[url] = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
+    return _connections[url]
+
+
 def get_queue(name: str) -> Queue:
     # Enqueue at once: callers decide about transactions themselves (see enqueue_photo).
-    return django_rq.get_queue(name, commit_mode="auto")
+    return django_rq.get_queue(name, commit_mode="auto", connection=redis_connection(name))
 
 
 def retry_policy() -> Retry:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 
+from django.conf import settings
 from django.db import connections
 from redis.exceptions import ConnectionError, TimeoutError
 from rq import Worker
@@ -35,6 +37,9 @@ class FaceWorker(RidesOutRedisOutages, Worker):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         engine.load_models()
+        engine.warm_up()
+        # Face work yields the CPU to the web server: uploads stay quick while workers are saturated.
+        os.nice(settings.WORKER_NICENESS)
         self._reconcile_checked_at = -math.inf
 
     def fork_work_horse(self, job, queue) -> None:

@@ -158,6 +158,8 @@ EMBEDDED_REDIS_PORT = env_int("EMBEDDED_REDIS_PORT", 6380)
 REDIS_URL = os.environ.get("REDIS_URL", "")
 RQ_REDIS_URL = REDIS_URL or f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
 JOB_TIMEOUT = env_int("JOB_TIMEOUT", 300)
+# Workers run at this niceness, so that the web server keeps answering while they are saturated.
+WORKER_NICENESS = env_int("WORKER_NICENESS", 10)
 JOB_RETRY_INTERVALS = [int(s) for s in env_list("JOB_RETRY_INTERVALS", "10,60,300")]
 RQ_QUEUES = {name: {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT} for name in ("high", "default", "low")}
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "jobs.worker.FaceWorker"}

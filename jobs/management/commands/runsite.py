@@ -51,6 +51,7 @@ class Command(BaseCommand):
             sys.executable, "-m", "gunicorn", "photosite.wsgi",
             "--bind", f"{host}:{port}",
             "--workers", str(web_workers),
+            "--threads", "4",  # uploads wait on disk, database and Redis, not on the CPU
             "--access-logfile", "-",
         ]  # fmt: skip
         self.children.append(subprocess.Popen(gunicorn, cwd=settings.BASE_DIR, start_new_session=True))
