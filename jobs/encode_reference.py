@@ -23,6 +23,12 @@ def encode_reference(reference_id: int) -> dict:
             job.retries_left = 0
         ReferencePhoto.objects.filter(pk=reference_id).update(status=ReferenceStatus.FAILED, error=str(exc))
         return {"reference": reference_id, "error": str(exc)}
+    except Exception as exc:
+        job = get_current_job()
+        if job is None or not job.retries_left:  # the last try: say so, or reconcile would retry forever
+            error = f"{exc.__class__.__name__}: {exc}"
+            ReferencePhoto.objects.filter(pk=reference_id).update(status=ReferenceStatus.FAILED, error=error)
+        raise
     with transaction.atomic():
         ReferencePhoto.objects.filter(pk=reference_id).update(
             status=ReferenceStatus.DONE, error="", encoding=engine.encoding_to_bytes(face.encoding)

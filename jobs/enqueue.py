@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.job import Job
 
-from recognition.models import Photo, PhotoStatus
+from recognition.models import Photo, PhotoStatus, ReferencePhoto
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,15 @@ def resume_queue(name: str) -> None:
 
 
 def enqueue_photo(photo: Photo, queue: str = UPLOADS) -> bool:
-    """Queue a photo once its row is committed; False (and the photo WAITING) when Redis cannot take it."""
-    Photo.objects.filter(pk=photo.pk).update(status=PhotoStatus.QUEUED, queued_at=timezone.now(), error="")
+    """Queue a photo once its row is committed; when Redis cannot take it the photo is left WAITING."""
+    # A new run: attempts count the tries of this run (retries and lost jobs), not of the photo's life.
+    Photo.objects.filter(pk=photo.pk).update(status=PhotoStatus.QUEUED, queued_at=timezone.now(), error="", attempts=0)
     photo.status = PhotoStatus.QUEUED
 
     def push() -> None:
         try:
             if queue == UPLOADS and queue_depth(UPLOADS) >= settings.QUEUE_MAX_DEPTH:
-                _hold(photo.pk, "waiting: the queue is full, this photo is queued as the backlog drains")
+                _hold(photo.pk, QUEUE_FULL)
                 return
             _enqueue_photo_job(get_queue(queue), photo.pk)
         except RedisError as exc:
@@ -98,54 +99,57 @@ def enqueue_photo(photo: Photo, queue: str = UPLOADS) -> bool:
     return True
 
 
+QUEUE_FULL = "waiting: the queue is full, this photo is queued as the backlog drains"
+
+
 def _hold(photo_id: int, reason: str) -> None:
     Photo.objects.filter(pk=photo_id, status=PhotoStatus.QUEUED).update(status=PhotoStatus.WAITING, error=reason)
 
 
+def photo_job(photo_id: int, result_ttl: int = 3600) -> dict:
+    """The options of a photo's job, for enqueue_call and prepare_data alike."""
+    return {
+        "func": "jobs.process_photo.process_photo",
+        "args": (photo_id,),
+        "job_id": photo_job_id(photo_id),
+        "timeout": settings.JOB_TIMEOUT,
+        "retry": retry_policy(),
+        "result_ttl": result_ttl,
+        "failure_ttl": 7 * 24 * 3600,
+        "description": f"process photo {photo_id}",
+        "meta": {"photo_id": photo_id},
+    }
+
+
 def _enqueue_photo_job(queue: Queue, photo_id: int) -> Job:
-    return queue.enqueue_call(
-        "jobs.process_photo.process_photo",
-        args=(photo_id,),
-        job_id=photo_job_id(photo_id),
-        timeout=settings.JOB_TIMEOUT,
-        retry=retry_policy(),
-        result_ttl=3600,
-        failure_ttl=7 * 24 * 3600,
-        description=f"process photo {photo_id}",
-        meta={"photo_id": photo_id},
-    )
+    return queue.enqueue_call(**photo_job(photo_id))
 
 
-def enqueue_photos(photo_ids: Iterable[int], queue: str = BULK, batch_size: int = 1000) -> Iterator[int]:
-    """Queue many photos with Redis pipelines (enqueue_many); yields how many each batch queued."""
+def enqueue_photos(
+    photo_ids: Iterable[int], queue: str = BULK, batch_size: int = 1000, new_run: bool = True
+) -> Iterator[int]:
+    """Queue many photos with Redis pipelines (enqueue_many); yields how many each batch queued.
+
+    new_run=False (reconcile) keeps each photo's attempts, so a photo that keeps killing workers is given up.
+    """
     rq_queue = get_queue(queue)
     batch: list[int] = []
     for photo_id in photo_ids:
         batch.append(photo_id)
         if len(batch) >= batch_size:
-            yield _enqueue_batch(rq_queue, batch)
+            yield _enqueue_batch(rq_queue, batch, new_run)
             batch = []
     if batch:
-        yield _enqueue_batch(rq_queue, batch)
+        yield _enqueue_batch(rq_queue, batch, new_run)
 
 
-def _enqueue_batch(rq_queue: Queue, photo_ids: list[int]) -> int:
-    now = timezone.now()
-    Photo.objects.filter(pk__in=photo_ids).update(status=PhotoStatus.QUEUED, queued_at=now, error="")
-    jobs = [
-        Queue.prepare_data(
-            "jobs.process_photo.process_photo",
-            args=(photo_id,),
-            job_id=photo_job_id(photo_id),
-            timeout=settings.JOB_TIMEOUT,
-            retry=retry_policy(),
-            result_ttl=300,  # bulk: the photo row is the record, keep Redis small
-            failure_ttl=7 * 24 * 3600,
-            description=f"process photo {photo_id}",
-            meta={"photo_id": photo_id},
-        )
-        for photo_id in photo_ids
-    ]
+def _enqueue_batch(rq_queue: Queue, photo_ids: list[int], new_run: bool = True) -> int:
+    fields = {"status": PhotoStatus.QUEUED, "queued_at": timezone.now(), "error": ""}
+    if new_run:
+        fields["attempts"] = 0
+    Photo.objects.filter(pk__in=photo_ids).update(**fields)
+    # Bulk results are kept 5 minutes: the photo row is the record, Redis stays small.
+    jobs = [Queue.prepare_data(**photo_job(photo_id, result_ttl=300)) for photo_id in photo_ids]
     rq_queue.enqueue_many(jobs)
     return len(photo_ids)
 
@@ -154,16 +158,25 @@ def reference_job_id(reference_id: int) -> str:
     return f"reference-{reference_id}"
 
 
+REFERENCE_WAITING = "Stored, not lost: the job queue is unavailable, this photo will be encoded later."
+
+
 def enqueue_reference(reference_id: int) -> None:
+    """Queue a reference photo's encoding; with Redis down it waits (reconcile queues it later)."""
+
     def push() -> None:
-        get_queue(GALLERY).enqueue_call(
-            "jobs.encode_reference.encode_reference",
-            args=(reference_id,),
-            job_id=reference_job_id(reference_id),
-            timeout=settings.JOB_TIMEOUT,
-            retry=retry_policy(),
-            description=f"encode reference {reference_id}",
-        )
+        try:
+            get_queue(GALLERY).enqueue_call(
+                "jobs.encode_reference.encode_reference",
+                args=(reference_id,),
+                job_id=reference_job_id(reference_id),
+                timeout=settings.JOB_TIMEOUT,
+                retry=retry_policy(),
+                description=f"encode reference {reference_id}",
+            )
+        except RedisError as exc:
+            log.warning("Redis unavailable, reference %s waits in the database: %s", reference_id, exc)
+            ReferencePhoto.objects.filter(pk=reference_id).update(error=REFERENCE_WAITING)
 
     transaction.on_commit(push)
 
@@ -180,7 +193,8 @@ def enqueue_rematch(owner_id: int, photo_ids: list[int] | None = None, queue: st
             description=f"re-match faces of user {owner_id}",
         )
 
-    transaction.on_commit(push)
+    # Redis down: the re-match waits for the next gallery change or `reprocess --rematch-only`.
+    transaction.on_commit(push, robust=True)
 
 
 def enqueue_rematch_many(batches: Iterable[tuple[int, list[int]]], queue: str = BULK) -> list[Job]:
@@ -209,4 +223,4 @@ def enqueue_alert_delivery(alert_id: int) -> None:
             description=f"deliver alert {alert_id}",
         )
 
-    transaction.on_commit(push)
+    transaction.on_commit(push, robust=True)

@@ -36,6 +36,7 @@ def process_photo(photo_id: int) -> dict:
     try:
         with photo.image.open("rb") as source:
             analysis = engine.detect_faces(source)
+        store_results(photo, analysis)
     except engine.UnreadableImage as exc:
         fail_for_good(photo, f"Unreadable image: {exc}")
         raise
@@ -45,7 +46,6 @@ def process_photo(photo_id: int) -> dict:
     except Exception as exc:
         fail_or_retry(photo, f"{exc.__class__.__name__}: {exc}")
         raise
-    store_results(photo, analysis)
     return {"photo": photo_id, "faces": len(analysis.faces)}
 
 

@@ -24,6 +24,7 @@ from rq.job import Job, JobStatus
 
 from jobs.enqueue import (
     GALLERY,
+    QUEUE_FULL,
     UPLOADS,
     enqueue_photos,
     enqueue_reference,
@@ -92,15 +93,14 @@ def reconcile(grace: int = DEFAULT_GRACE, dry_run: bool = False) -> Outcome:
     if dry_run:
         return outcome
     if outcome.queued:
-        sum(enqueue_photos(outcome.queued, queue=UPLOADS))
-    if outcome.held:
-        Photo.objects.filter(pk__in=outcome.held).exclude(status=PhotoStatus.WAITING).update(
-            status=PhotoStatus.WAITING,
-            error="waiting: the queue is full, this photo is queued as the backlog drains",
-            updated_at=timezone.now(),
+        sum(enqueue_photos(outcome.queued, queue=UPLOADS, new_run=False))
+    # In chunks: SQLite refuses statements with more than 32,766 parameters.
+    for chunk in chunks(outcome.held):
+        Photo.objects.filter(pk__in=chunk).exclude(status=PhotoStatus.WAITING).update(
+            status=PhotoStatus.WAITING, error=QUEUE_FULL, updated_at=timezone.now()
         )
-    if outcome.failed:
-        Photo.objects.filter(pk__in=outcome.failed).update(
+    for chunk in chunks(outcome.failed):
+        Photo.objects.filter(pk__in=chunk).update(
             status=PhotoStatus.FAILED,
             error=f"Gave up: the worker stopped mid-job {max_attempts()} times on this photo",
             processed_at=timezone.now(),
@@ -128,6 +128,11 @@ def _lost_references(grace: int) -> list[int]:
             pipeline.hget(Job.key_for(reference_job_id(reference_id)), "status")
         statuses = pipeline.execute()
     return [pk for pk, status in zip(waiting, statuses, strict=True) if not status or status.decode() not in LIVE]
+
+
+def chunks(ids: list[int], size: int = 1000) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def _is_lost(photo: dict, job_status: str | None) -> bool:
@@ -188,7 +193,8 @@ def ensure_scheduled(connection: Redis) -> None:
         if at is not None and at <= next_run:
             return
     elif status:  # failed or stopped: the worker logged why; make room for the next run
-        Job.fetch(SCHEDULED_JOB_ID, connection=connection).delete()
+        # Deleting the key, not fetch-then-delete: another worker may have deleted it a moment ago.
+        connection.delete(Job.key_for(SCHEDULED_JOB_ID))
     queue.enqueue_in(
         timedelta(seconds=settings.RECONCILE_INTERVAL),
         "jobs.reconcile.run_scheduled",

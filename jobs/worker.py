@@ -113,5 +113,11 @@ class FaceWorker(RidesOutRedisOutages, Worker):
             return
         from jobs.reconcile import ensure_scheduled
 
-        ensure_scheduled(self.connection)
+        try:
+            ensure_scheduled(self.connection)
+        except (ConnectionError, TimeoutError):
+            raise  # the caller waits for Redis
+        except Exception:
+            # RQ's work loop quits on any exception from here: log it and try again next time instead.
+            log.exception("Worker %s: could not schedule reconcile", self.name)
         self._reconcile_checked_at = time.monotonic()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.db.models import Count
 from django.shortcuts import get_object_or_404
-from redis.exceptions import RedisError
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -15,7 +15,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference, enqueue_rematch
+from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
+from recognition import curation
 from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto
 from recognition.uploads import UploadRejected, check_content_length
 
@@ -102,7 +103,8 @@ class PersonSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "created_at", "references", "faces_count"]
 
     def get_faces_count(self, person: Person) -> int:
-        return person.faces.count()
+        counted = getattr(person, "faces_total", None)  # annotated on lists: no query per person
+        return person.faces.count() if counted is None else counted
 
 
 class AlertSerializer(serializers.ModelSerializer):
@@ -159,23 +161,14 @@ class PersonViewSet(viewsets.ModelViewSet):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self):
-        return Person.objects.filter(owner=self.request.user).prefetch_related("references")
+        people = Person.objects.filter(owner=self.request.user).prefetch_related("references")
+        return people.annotate(faces_total=Count("faces")).order_by("name", "id")
 
     def perform_create(self, serializer) -> None:
         serializer.save(owner=self.request.user)
 
-    def perform_update(self, serializer) -> None:
-        serializer.save()
-
     def perform_destroy(self, person: Person) -> None:
-        owner_id = person.owner_id
-        person.delete()
-        try:
-            enqueue_rematch(owner_id)  # committed already: runs now
-        except RedisError as exc:
-            # The person's faces are unnamed already; matching them to someone else waits for the next
-            # gallery change. Not a reason to answer 500 for a delete that happened.
-            log.warning("Redis unavailable, re-match of user %s skipped: %s", owner_id, exc)
+        curation.delete_person(person)
 
     def get_throttles(self):
         return [UploadThrottle()] if self.action == "references" else super().get_throttles()
@@ -188,13 +181,11 @@ class PersonViewSet(viewsets.ModelViewSet):
             reference = person.add_reference(request.FILES.get("image"))
         except UploadRejected as exc:
             return rejected(exc)
+        enqueue_reference(reference.pk)
+        reference.refresh_from_db()
         body = ReferenceSerializer(reference).data
-        try:
-            enqueue_reference(reference.pk)
-        except RedisError as exc:
-            # Stored all the same: reconcile queues references whose job is gone once Redis is back.
-            log.warning("Redis unavailable, reference %s waits in the database: %s", reference.pk, exc)
-            body["message"] = "Stored, not lost: the job queue is unavailable, this photo will be encoded later."
+        if reference.error:
+            body["message"] = reference.error
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 

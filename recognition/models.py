@@ -173,6 +173,9 @@ class Photo(models.Model):
     @transaction.atomic
     def replace_faces(self, analysis: engine.Analysis) -> list[Face]:
         """Store a fresh analysis, carrying each user decision over to the new box that overlaps it most."""
+        # Two runs of one photo at once (a reprocess click during processing) take turns here, so the
+        # second replaces the first's faces instead of both keeping theirs.
+        Photo.objects.select_for_update().filter(pk=self.pk).first()
         old_faces = list(self.faces.prefetch_related("rejected_people"))
         new_faces = [
             Face(photo=self, encoding=engine.encoding_to_bytes(found.encoding), **found.box.as_dict())
@@ -182,9 +185,11 @@ class Photo(models.Model):
         Face.objects.bulk_create(new_faces)
         for old, new in pairs:
             new.carry_decisions_from(old)
-        # Alerts point at faces; keep them by moving them to the paired face before the old ones go.
+        # Alerts and references made from a face point at it: move them to the paired face before the
+        # old ones go ("not this person" finds the reference it has to drop through source_face).
         for old, new in pairs:
             Alert.objects.filter(face=old).update(face=new)
+            ReferencePhoto.objects.filter(source_face=old).update(source_face=new)
         Face.objects.filter(pk__in=[f.pk for f in old_faces]).delete()
         Photo.objects.filter(pk=self.pk).update(width=analysis.width, height=analysis.height)
         self.width, self.height = analysis.width, analysis.height
@@ -201,7 +206,8 @@ class Photo(models.Model):
             person_id, distance = (found.person_id, found.distance) if found else (None, None)
             if (face.person_id, face.distance) != (person_id, distance):
                 face.person_id, face.distance = person_id, distance
-                face.save(update_fields=["person", "distance"])
+                # update(), not save(): a face a concurrent reprocess removed is simply gone, not an error.
+                Face.objects.filter(pk=face.pk).update(person_id=person_id, distance=distance)
         return self.record_alerts()
 
     def record_alerts(self) -> list[Alert]:

@@ -19,6 +19,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
@@ -115,7 +116,7 @@ def upload_files(request: HttpRequest, files: list) -> None:
 @login_required
 def photo_status(request: HttpRequest) -> JsonResponse:
     """Cards' live status: /photos/status/?ids=1,2,3 (the user's own photos only)."""
-    ids = [int(part) for part in request.GET.get("ids", "").split(",") if part.strip().isdigit()]
+    ids = [int(part) for part in request.GET.get("ids", "").split(",") if part.strip().isdecimal()]
     photos = Photo.objects.filter(owner=request.user, pk__in=ids[:STATUS_MAX_IDS]).prefetch_related("faces__person")
     return JsonResponse({"photos": [photo_card(photo) for photo in photos]})
 
@@ -345,7 +346,7 @@ def alerts_read_all(request: HttpRequest) -> HttpResponse:
 
 
 def _is_local(url: str | None) -> bool:
-    return bool(url) and url.startswith("/") and not url.startswith("//")
+    return bool(url) and url_has_allowed_host_and_scheme(url, allowed_hosts=None) and url.startswith("/")
 
 
 @login_required
