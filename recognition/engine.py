@@ -73,7 +73,7 @@ class Analysis:
     def thumbnail_jpeg(self, size: int) -> bytes:
         """A JPEG of the preview no larger than size x size."""
         image = self.preview.copy()
-        image.thumbnail((size, size), Image.Resampling.LANCZOS)
+        image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)  # cheap: 400 px
         out = io.BytesIO()
         image.save(out, format="JPEG", quality=82, optimize=True)
         return out.getvalue()
