@@ -91,6 +91,7 @@ if os.environ.get("DATABASE_URL"):
 
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
 else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite makes the file, not its folder (a fresh clone has none)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
