@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import admin, messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -43,23 +45,23 @@ def _back() -> HttpResponseRedirect:
 
 @require_POST
 def requeue(request: HttpRequest) -> HttpResponse:
-    chosen = _chosen_jobs(request)
-    if chosen == []:
-        messages.warning(request, "No failed job was selected.")
-        return _back()
-    count = monitoring.requeue_failed(chosen)
-    messages.success(request, f"Requeued {count} failed job{'s' if count != 1 else ''}.")
-    return _back()
+    return _on_failed_jobs(request, monitoring.requeue_failed, "Requeued {count} failed job{s}.")
 
 
 @require_POST
 def delete(request: HttpRequest) -> HttpResponse:
+    return _on_failed_jobs(
+        request, monitoring.delete_failed, "Deleted {count} failed job{s}; their photos stay failed."
+    )
+
+
+def _on_failed_jobs(request: HttpRequest, act: Callable[[list[str] | None], int], done: str) -> HttpResponse:
     chosen = _chosen_jobs(request)
     if chosen == []:
         messages.warning(request, "No failed job was selected.")
         return _back()
-    count = monitoring.delete_failed(chosen)
-    messages.success(request, f"Deleted {count} failed job{'s' if count != 1 else ''}; their photos stay failed.")
+    count = act(chosen)
+    messages.success(request, done.format(count=count, s="s" if count != 1 else ""))
     return _back()
 
 

@@ -7,6 +7,7 @@ answers 404. Media is served only from here (there is no MEDIA_URL).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib import messages
@@ -21,6 +22,7 @@ from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
+from PIL import Image
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
 from recognition import curation, engine
@@ -394,10 +396,15 @@ def photo_original(request: HttpRequest, pk: int) -> FileResponse:
 def photo_web(request: HttpRequest, pk: int) -> HttpResponse:
     """The photo upright (EXIF orientation applied) at web size, made from the original on the fly."""
     photo = get_object_or_404(Photo, pk=pk, owner=request.user)
+    return rendered_jpeg(lambda: curation.web_image(photo), "photo")
+
+
+def rendered_jpeg(render: Callable[[], Image.Image], what: str) -> HttpResponse:
+    """A JPEG rendered from a stored image; 404 when the file is missing or cannot be read."""
     try:
-        image = curation.web_image(photo)
+        image = render()
     except (engine.UnreadableImage, FileNotFoundError) as exc:
-        raise Http404("This photo cannot be shown") from exc
+        raise Http404(f"This {what} cannot be shown") from exc
     return jpeg_response(curation.jpeg_bytes(image))
 
 
@@ -419,20 +426,16 @@ def open_or_404(field_file):
 @login_required
 def face_image(request: HttpRequest, pk: int) -> HttpResponse:
     face = owned_face(request, pk)
-    try:
-        crop = curation.crop_face(face, size=200)
-    except (engine.UnreadableImage, FileNotFoundError) as exc:
-        raise Http404("This face cannot be shown") from exc
-    return jpeg_response(curation.jpeg_bytes(crop))
+    return rendered_jpeg(lambda: curation.crop_face(face, size=200), "face")
 
 
 @require_GET
 @login_required
 def reference_image(request: HttpRequest, pk: int) -> HttpResponse:
     reference = get_object_or_404(ReferencePhoto, pk=pk, person__owner=request.user)
-    try:
+
+    def render() -> Image.Image:
         with reference.image.open("rb") as source:
-            image, _, _ = engine.open_image(source, max_side=400)
-    except (engine.UnreadableImage, FileNotFoundError) as exc:
-        raise Http404("This reference photo cannot be shown") from exc
-    return jpeg_response(curation.jpeg_bytes(image))
+            return engine.open_image(source, max_side=400)[0]
+
+    return rendered_jpeg(render, "reference photo")
