@@ -67,19 +67,20 @@ def _on_failed_jobs(request: HttpRequest, act: Callable[[list[str] | None], int]
 
 @require_POST
 def pause(request: HttpRequest, name: str) -> HttpResponse:
-    if name not in QUEUE_NAMES:
-        raise Http404("No such queue")
-    pause_queue(name)
-    messages.success(request, f"Paused the {name} queue: workers take no new jobs from it; its jobs wait.")
-    return _back()
+    message = "Paused the {name} queue: workers take no new jobs from it; its jobs wait."
+    return _on_queue(request, name, pause_queue, message)
 
 
 @require_POST
 def resume(request: HttpRequest, name: str) -> HttpResponse:
+    return _on_queue(request, name, resume_queue, "Resumed the {name} queue.")
+
+
+def _on_queue(request: HttpRequest, name: str, act: Callable[[str], None], done: str) -> HttpResponse:
     if name not in QUEUE_NAMES:
         raise Http404("No such queue")
-    resume_queue(name)
-    messages.success(request, f"Resumed the {name} queue.")
+    act(name)
+    messages.success(request, done.format(name=name))
     return _back()
 
 

@@ -79,7 +79,7 @@ def resume_queue(name: str) -> None:
     get_queue(name).connection.srem(PAUSED_KEY, name)
 
 
-def enqueue_photo(photo: Photo, queue: str = UPLOADS) -> bool:
+def enqueue_photo(photo: Photo, queue: str = UPLOADS) -> None:
     """Queue a photo once its row is committed; when Redis cannot take it the photo is left WAITING."""
     # A new run: attempts count the tries of this run (retries and lost jobs), not of the photo's life.
     Photo.objects.filter(pk=photo.pk).update(status=PhotoStatus.QUEUED, queued_at=timezone.now(), error="", attempts=0)
@@ -96,7 +96,6 @@ def enqueue_photo(photo: Photo, queue: str = UPLOADS) -> bool:
             _hold(photo.pk, "waiting: the job queue is unavailable, this photo will be processed later")
 
     transaction.on_commit(push)
-    return True
 
 
 QUEUE_FULL = "waiting: the queue is full, this photo is queued as the backlog drains"

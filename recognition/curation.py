@@ -185,11 +185,6 @@ def reprocess_photo(photo: Photo) -> None:
     enqueue_photo(photo, UPLOADS)
 
 
-def people_choices(owner, exclude: Person | None = None):
-    people = Person.objects.filter(owner=owner)
-    return people.exclude(pk=exclude.pk) if exclude is not None else people
-
-
 def photos_of(person: Person):
     """Every photo a person was found in, newest first."""
     return Photo.objects.filter(Q(faces__person=person), owner_id=person.owner_id).distinct()

@@ -117,10 +117,6 @@ class ReferencePhoto(models.Model):
     def __str__(self) -> str:
         return f"{self.person} #{self.pk}"
 
-    @property
-    def owner_id(self) -> int:
-        return self.person.owner_id
-
     def vector(self) -> np.ndarray | None:
         return engine.encoding_from_bytes(self.encoding) if self.encoding else None
 
@@ -155,10 +151,6 @@ class Photo(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("photo", args=[self.pk])
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (PhotoStatus.DONE, PhotoStatus.FAILED)
 
     def people_names(self) -> list[str]:
         return sorted({face.person.name for face in self.faces.all() if face.person_id})

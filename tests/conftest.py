@@ -128,18 +128,21 @@ def staff_client(client, staff_user):
     return client
 
 
-@pytest.fixture
-def api(user) -> APIClient:
+def token_client(user) -> APIClient:
+    """An API client that signs in with a new token of this user."""
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     return client
 
 
 @pytest.fixture
+def api(user) -> APIClient:
+    return token_client(user)
+
+
+@pytest.fixture
 def other_api(other_user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=other_user).key}")
-    return client
+    return token_client(other_user)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from datetime import timedelta
 import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rq import Worker
 from rq.utils import utcformat
@@ -15,16 +14,14 @@ from jobs import monitoring
 from jobs.enqueue import BULK, GALLERY, UPLOADS, enqueue_photos, get_queue, pause_queue, photo_job_id, resume_queue
 from jobs.worker import FaceWorker
 from recognition.models import Photo, PhotoStatus
-from tests.conftest import photos_finished, stored_photo, wait_for
+from tests.conftest import photos_finished, stored_photo, token_client, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def staff_api(staff_user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff_user).key}")
-    return client
+    return token_client(staff_user)
 
 
 @pytest.fixture
