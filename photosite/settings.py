@@ -64,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Runs before any view (and so before the CSRF check reads a form's body): refuses too large an upload.
+    "recognition.middleware.RefuseOversizedUploads",
 ]
 
 ROOT_URLCONF = "photosite.urls"

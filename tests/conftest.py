@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
+import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -15,14 +18,18 @@ import pytest
 import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection
+from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
-from rq import SimpleWorker
+from rq.job import Job, JobStatus
 
 from jobs import redis_server as embedded_redis
-from jobs.enqueue import QUEUE_NAMES
+from jobs.enqueue import QUEUE_NAMES, paused_queues
+from jobs.worker import FaceWorker
 from recognition.models import Photo, PhotoStatus
 
 FACES = Path(os.environ.get("FACES_DIR", settings.BASE_DIR.parent / "shared" / "faces"))
@@ -145,17 +152,88 @@ def other_api(other_user) -> APIClient:
     return token_client(other_user)
 
 
-@pytest.fixture
-def run_jobs(redis_server) -> Callable[[], int]:
-    """Run every queued job to the end in this process (RQ's SimpleWorker, burst mode)."""
+class SpoolEmailBackend(BaseEmailBackend):
+    """Mail sent in a forked work horse, kept in a folder so the test process can read it back."""
 
-    def run() -> int:
+    def send_messages(self, messages) -> int:
+        folder = Path(settings.EMAIL_SPOOL_DIR)
+        for message in messages:
+            message.connection = None
+            (folder / f"{time.time_ns()}-{os.getpid()}.pickle").write_bytes(pickle.dumps(message))
+        return len(messages)
+
+
+def collect_spooled_mail(folder: Path) -> None:
+    """Move the mail the work horses sent into django.core.mail.outbox, in the order it was sent."""
+    for path in sorted(folder.glob("*.pickle"), key=lambda p: int(p.name.split("-")[0])):
+        mail.outbox.append(pickle.loads(path.read_bytes()))
+        path.unlink()
+
+
+class JobsFailed(AssertionError):
+    """A job run by run_jobs raised (or its work horse died) and the test did not expect it."""
+
+
+@pytest.fixture
+def run_jobs(redis_server, tmp_path) -> Callable[..., int]:
+    """Run every queued job to the end with the site's FaceWorker, burst mode: each job in a forked work horse.
+
+    The worker is the one `manage.py rqworker` runs, in this process: models loaded here, a horse forked per
+    job (so tests need `django_db(transaction=True)`: a horse cannot see an uncommitted transaction). Paused
+    queues are honoured. Mail the horses send lands in `mail.outbox` as usual. A job that raises fails the
+    test with its traceback unless `expect_failures=True`. Returns the number of jobs run.
+    """
+    spool = tmp_path / "mail-spool"
+    spool.mkdir()
+
+    def run(expect_failures: bool = False) -> int:
+        if connection.in_atomic_block:
+            raise RuntimeError("run_jobs forks work horses: mark the test django_db(transaction=True)")
         queues = [django_rq.get_queue(name) for name in QUEUE_NAMES]
-        worker = SimpleWorker(queues, connection=queues[0].connection)
-        worker.work(burst=True)
-        return worker.successful_job_count + worker.failed_job_count
+        executed: list[Job] = []
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        with override_settings(
+            WORKER_NICENESS=0,
+            EMAIL_BACKEND="tests.conftest.SpoolEmailBackend",
+            EMAIL_SPOOL_DIR=str(spool),
+        ):
+            worker = FaceWorker(queues, connection=queues[0].connection)
+            # The reconcile schedule is for long-running worker processes (test_reconcile starts those).
+            worker._reconcile_checked_at = math.inf
+
+            def execute_job(job: Job, queue) -> None:
+                executed.append(job)
+                FaceWorker.execute_job(worker, job, queue)
+
+            worker.execute_job = execute_job
+            try:
+                worker.work(burst=True)
+            finally:
+                for signum, handler in handlers.items():  # RQ installs its own: give pytest its Ctrl-C back
+                    signal.signal(signum, handler)
+        collect_spooled_mail(spool)
+        problems = [] if expect_failures else [_failure(job) for job in executed]
+        problems = [problem for problem in problems if problem]
+        left = {q.name: q.count for q in queues if q.count and q.name not in paused_queues(q.connection)}
+        if left:
+            problems.append(f"the worker stopped with jobs left on {left} (see its log above)")
+        if problems:
+            raise JobsFailed("\n\n".join(problems))
+        return len(executed)
 
     return run
+
+
+def _failure(job: Job) -> str:
+    """Why a job that ran did not finish, or an empty string when it did (or its result is gone, ttl 0)."""
+    if not job.connection.exists(job.key):
+        return ""
+    status = job.get_status(refresh=True)
+    if status == JobStatus.FINISHED:
+        return ""
+    result = job.latest_result()
+    detail = result.exc_string if result is not None and result.exc_string else "(raised; see the log above)"
+    return f"job {job.id} ({job.description}) ended {status.value}:\n{detail}"
 
 
 def worker_environment(redis_url: str, **extra: str) -> dict[str, str]:
@@ -205,3 +283,32 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 120.0, interval: fl
 
 def photos_finished(ids: list[int]) -> bool:
     return Photo.objects.filter(pk__in=ids, status__in=["done", "failed"]).count() == len(ids)
+
+
+class HeldFile:
+    """A photo's stored file swapped for a named pipe: its job blocks when it opens the file, for as long
+    as the test wants. The real job, worker and engine run; only the storage is slow. No timing involved.
+    """
+
+    def __init__(self, photo: Photo) -> None:
+        self.path = Path(photo.image.path)
+        self.data = self.path.read_bytes()
+        self.path.unlink()
+        os.mkfifo(self.path)
+
+    def release(self) -> None:
+        """Let the job that waits on the file read it and go on."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)  # fails at once when nobody reads
+        except OSError as exc:
+            raise AssertionError(f"no job is reading {self.path}") from exc
+        os.set_blocking(fd, True)
+        with open(fd, "wb") as pipe:
+            pipe.write(self.data)
+        self.restore()
+
+    def restore(self) -> None:
+        """Put the real file back (a job killed while it waited will find it on its next try)."""
+        partial = self.path.with_name(self.path.name + ".part")
+        partial.write_bytes(self.data)
+        os.replace(partial, self.path)

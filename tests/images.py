@@ -95,6 +95,18 @@ def animated_gif(*relatives: str) -> bytes:
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
 
 
+def webp(relative: str = PORTRAIT) -> bytes:
+    return encode(real(relative), "WEBP", quality=90)
+
+
+def bmp(relative: str = PORTRAIT) -> bytes:
+    return encode(real(relative), "BMP")
+
+
+def tiff(relative: str = PORTRAIT) -> bytes:
+    return encode(real(relative), "TIFF", compression="tiff_lzw")
+
+
 def heic(relative: str = PORTRAIT) -> bytes:
     import pillow_heif
 

@@ -138,7 +138,7 @@ def test_merge_moves_everything_and_keeps_one_alert_per_photo(user, redis_server
     assert obama.references.count() == 2
     assert set(Alert.objects.values_list("photo_id", "person_id")) == {(both.pk, obama.pk), (only_barack.pk, obama.pk)}
     assert list(rejecting.rejected_people.all()) == [obama]
-    run_jobs()  # the re-match queued by the merge runs cleanly
+    assert run_jobs() == 1  # the re-match queued by the merge runs, and cleanly (a failing job fails the test)
 
 
 def test_merge_refuses_the_same_person_or_another_owner(user, other_user):

@@ -14,7 +14,7 @@ from jobs import monitoring
 from jobs.enqueue import BULK, GALLERY, UPLOADS, enqueue_photos, get_queue, pause_queue, photo_job_id, resume_queue
 from jobs.worker import FaceWorker
 from recognition.models import Photo, PhotoStatus
-from tests.conftest import photos_finished, stored_photo, token_client, wait_for
+from tests.conftest import HeldFile, photos_finished, stored_photo, token_client, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,7 +33,7 @@ def missing_file_failure(user, run_jobs, settings):
     photo.image.close()
     photo.image.storage.delete(photo.image.name)
     sum(enqueue_photos([photo.pk], queue=UPLOADS))
-    run_jobs()
+    run_jobs(expect_failures=True)
     photo.refresh_from_db()
     assert photo.status == PhotoStatus.FAILED and "FileNotFoundError" in photo.error
     return photo, data
@@ -93,12 +93,12 @@ def test_requeue_after_the_cause_is_fixed_ends_done(staff_client, missing_file_f
 def test_requeue_all_and_delete(staff_client, user, missing_file_failure, run_jobs):
     photo, _ = missing_file_failure
     get_queue(GALLERY).enqueue("tests.helpers.no_such_function")
-    run_jobs()
+    run_jobs(expect_failures=True)
     assert len(monitoring.failed_jobs()) == 2
     staff_client.post("/admin/queues/requeue/", {"all": "1"})
     assert get_queue(UPLOADS).count == 1 and get_queue(GALLERY).count == 1
     assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.QUEUED
-    run_jobs()  # the file is still missing: both fail again
+    run_jobs(expect_failures=True)  # the file is still missing: both fail again
     staff_client.post("/admin/queues/delete/", {"selected": [photo_job_id(photo.pk)]})
     assert [job.queue for job in monitoring.failed_jobs()] == [GALLERY]
     assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.FAILED, "deleting the job leaves the photo failed"
@@ -155,3 +155,36 @@ def test_a_worker_whose_heartbeat_stopped_is_marked_stale(staff_client, redis_se
     assert worker.name == "ghost" and worker.stale and worker.current_job is None
     body = staff_client.get("/admin/queues/").content.decode()
     assert "ghost" in body and 'class="stale"' in body
+
+
+def test_pausing_a_queue_a_worker_is_already_waiting_on(user, start_worker):
+    """The worker is idle, blocked waiting on all three queues, when `high` is paused: the upload that arrives
+    next wakes it, and it puts the job back instead of running it. A job on `default` shows it went on."""
+    start_worker()
+    wait_for(lambda: [w.state for w in monitoring.workers()] == ["idle"], timeout=60)
+    pause_queue(UPLOADS)
+    photo = stored_photo(user, "nofaces/cat.png")
+    sum(enqueue_photos([photo.pk], queue=UPLOADS))
+    marker = get_queue(GALLERY).enqueue("tests.helpers.report_process")
+    wait_for(lambda: marker.get_status(refresh=True) == "finished", timeout=60)
+    assert get_queue(UPLOADS).get_job_ids() == [photo_job_id(photo.pk)], "put back, at the front"
+    assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.QUEUED
+    resume_queue(UPLOADS)
+    wait_for(lambda: photos_finished([photo.pk]), timeout=60)
+
+
+def test_a_busy_worker_shows_its_job_and_photo(staff_client, user, start_worker):
+    photo = stored_photo(user, "nofaces/cat.png")
+    held = HeldFile(photo)
+    sum(enqueue_photos([photo.pk], queue=UPLOADS))
+    start_worker()
+    wait_for(lambda: Photo.objects.get(pk=photo.pk).status == PhotoStatus.PROCESSING, timeout=60)
+    wait_for(lambda: [w.current_job for w in monitoring.workers()] == [photo_job_id(photo.pk)], timeout=30)
+    [worker] = monitoring.workers()
+    assert worker.state == "busy" and worker.current_photo == photo.pk
+    body = staff_client.get("/admin/queues/").content.decode()
+    assert f"<td>{photo_job_id(photo.pk)}</td>" in body
+    assert f'<a href="/admin/recognition/photo/{photo.pk}/change/">{photo.pk}</a>' in body
+    assert staff_client.get("/api/queues/").json()["workers"][0]["current_photo"] == photo.pk
+    held.release()
+    wait_for(lambda: photos_finished([photo.pk]), timeout=60)

@@ -1,10 +1,14 @@
 """The upload pipeline end to end: API upload, a real Redis, a real RQ worker, real photos."""
 
 import os
+import time
 
 import pytest
 from django.core import mail
+from django.core.management import call_command
+from rq.registry import ScheduledJobRegistry
 
+from jobs.enqueue import UPLOADS, get_queue, photo_job_id
 from recognition.models import Alert, Person, Photo, PhotoStatus, ReferenceStatus
 from tests.conftest import upload_of
 
@@ -85,7 +89,7 @@ def test_truncated_jpeg_fails_readably_and_the_worker_goes_on(api, run_jobs):
     broken = SimpleUploadedFile("broken.jpg", data[: len(data) // 2], content_type="image/jpeg")
     broken_id = api.post("/api/photos/", {"image": broken}).json()["id"]
     good_id = upload(api, "people/biden/senate.jpg")
-    run_jobs()
+    run_jobs(expect_failures=True)
     broken_photo = Photo.objects.get(pk=broken_id)
     assert broken_photo.status == PhotoStatus.FAILED
     assert "Unreadable image" in broken_photo.error and "damaged or incomplete" in broken_photo.error
@@ -131,7 +135,7 @@ def test_a_transient_error_retries_with_backoff(api, run_jobs, redis_server):
     photo = Photo.objects.get(pk=photo_id)
     saved = photo.image.path + ".saved"
     os.rename(photo.image.path, saved)
-    run_jobs()
+    run_jobs(expect_failures=True)
     photo.refresh_from_db()
     assert photo.status == PhotoStatus.QUEUED and photo.error.startswith("Retrying after a transient error")
     queue = get_queue(UPLOADS)
@@ -143,3 +147,48 @@ def test_a_transient_error_retries_with_backoff(api, run_jobs, redis_server):
     run_jobs()
     photo.refresh_from_db()
     assert photo.status == PhotoStatus.DONE and photo.attempts == 2
+
+
+def test_transient_errors_back_off_by_the_retry_intervals_then_fail(api, run_jobs, redis_server, settings):
+    """JOB_RETRY_INTERVALS (10, 60, 300 s by default): each retry is scheduled that far ahead; after the last,
+    the photo fails with the reason."""
+    assert settings.JOB_RETRY_INTERVALS == [10, 60, 300]
+    photo_id = upload(api, "people/obama/senate.jpg")
+    photo = Photo.objects.get(pk=photo_id)
+    os.remove(photo.image.path)  # gone from storage, maybe for a while: a transient error
+    queue = get_queue(UPLOADS)
+    scheduled = ScheduledJobRegistry(queue=queue)
+    for interval in settings.JOB_RETRY_INTERVALS:
+        before = time.time()
+        run_jobs(expect_failures=True)
+        at = redis_server.client().zscore(scheduled.key, photo_job_id(photo_id))
+        assert at is not None, "the retry is scheduled"
+        assert before + interval - 1 <= at <= time.time() + interval + 1
+        assert Photo.objects.get(pk=photo_id).status == PhotoStatus.QUEUED
+        scheduled.remove(photo_job_id(photo_id))
+        queue.enqueue_job(queue.fetch_job(photo_job_id(photo_id)))  # as if the interval had passed
+    run_jobs(expect_failures=True)
+    photo.refresh_from_db()
+    assert photo.status == PhotoStatus.FAILED and photo.error.startswith("FileNotFoundError")
+    assert photo.attempts == 4
+    assert scheduled.count == 0 and queue.failed_job_registry.get_job_ids() == [photo_job_id(photo_id)]
+
+
+def test_a_second_rematch_sends_nothing(api, run_jobs):
+    """Gallery changes and bulk re-matches find Obama again in a photo he was already found in: no new alert,
+    no second email."""
+    obama = add_person(api, run_jobs, "Obama", "people/obama/portrait_2012.jpg")
+    photo_id = upload(api, "people/obama/congress_address_2009.jpg")
+    run_jobs()
+    [alert] = Alert.objects.filter(photo_id=photo_id)
+    assert len(mail.outbox) == 1
+
+    another = api.post(f"/api/people/{obama.pk}/references/", {"image": upload_of("people/obama/senate.jpg")})
+    assert another.status_code == 202
+    assert run_jobs() == 2  # the encoding, then the re-match it queues
+    call_command("reprocess", "--all", "--rematch-only", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    assert run_jobs() == 1
+
+    assert list(Alert.objects.values_list("pk", flat=True)) == [alert.pk]
+    assert len(mail.outbox) == 1
+    assert Photo.objects.get(pk=photo_id).people_names() == ["Obama"]

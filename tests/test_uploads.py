@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from PIL import ImageFile
 
 from jobs.enqueue import UPLOADS, get_queue
 from recognition import engine
-from recognition.models import Photo, PhotoStatus
-from recognition.uploads import UploadRejected, check_content_length, clean_name
+from recognition.models import Person, Photo, PhotoStatus, ReferencePhoto
+from recognition.uploads import MULTIPART_OVERHEAD, UploadRejected, check_content_length, clean_name
 from tests import images
 from tests.conftest import face_file
 
@@ -117,6 +118,52 @@ def test_oversized_body_is_refused_before_it_is_read(api, redis_server, settings
         check_content_length({"CONTENT_LENGTH": "a lot"})
 
 
+def padded_multipart(length: int) -> bytes:
+    """A multipart body of exactly this length: the portrait in `image`, padding in another field."""
+    image = face_file(images.PORTRAIT).read_bytes()
+
+    def body(padding: int) -> bytes:
+        upload = SimpleUploadedFile("portrait.jpg", image, content_type="image/jpeg")
+        return encode_multipart(BOUNDARY, {"image": upload, "padding": "x" * padding})
+
+    data = body(length - len(body(0)))
+    assert len(data) == length
+    return data
+
+
+@pytest.fixture
+def upload_routes(user, api, client) -> dict:
+    """Every form and API call that takes one photo: (client, path)."""
+    person = Person.objects.create(owner=user, name="Obama")
+    client.force_login(user)
+    return {
+        "api photo": (api, "/api/photos/"),
+        "api reference": (api, f"/api/people/{person.pk}/references/"),
+        "page reference": (client, f"/people/{person.pk}/references/"),
+    }
+
+
+@pytest.mark.parametrize("route", ["api photo", "api reference", "page reference"])
+def test_413_from_the_content_length_before_a_byte_is_read(upload_routes, redis_server, settings, route):
+    """Just over the limit (with room for the multipart envelope) is refused unread; at it, the photo is read."""
+    client, path = upload_routes[route]
+    settings.PHOTO_MAX_BYTES = 1024 * 1024
+    body = CountingInput()
+    declared = settings.PHOTO_MAX_BYTES + MULTIPART_OVERHEAD
+    response = client.generic(
+        "POST", path, content_type="multipart/form-data; boundary=xyz", CONTENT_LENGTH=str(declared + 1),
+        **{"wsgi.input": body},
+    )  # fmt: skip
+    assert response.status_code == 413
+    assert body.read_bytes == 0
+    assert "larger than the limit of 1.0 MB" in response.content.decode()
+
+    # A body of exactly that length (the photo, padded with a form field) is read and accepted.
+    response = client.generic("POST", path, padded_multipart(declared), content_type=MULTIPART_CONTENT)
+    assert response.status_code in (202, 302), response.content
+    assert Photo.objects.exists() or ReferencePhoto.objects.exists()
+
+
 # Accepted, then failed on the photo with a readable error; the worker goes on to the next photo.
 
 
@@ -131,7 +178,7 @@ def test_oversized_body_is_refused_before_it_is_read(api, redis_server, settings
 def test_damaged_image_fails_on_the_photo_and_the_worker_goes_on(api, run_jobs, data, name):
     broken_id = accepted(api, data, name)
     good_id = good_photo(api)
-    run_jobs()
+    run_jobs(expect_failures=True)
     broken = photo_body(api, broken_id)
     assert broken["status"] == "failed"
     assert broken["error"].startswith("Unreadable image: image data is damaged or incomplete")
@@ -151,8 +198,11 @@ def test_damaged_image_fails_on_the_photo_and_the_worker_goes_on(api, run_jobs, 
         (images.sixteen_bit_rgb_png, "sixteen-rgb.png"),
         (images.alpha_png, "alpha.png"),
         (images.heic, "phone.heic"),
+        (images.webp, "photo.webp"),
+        (images.bmp, "photo.bmp"),
+        (images.tiff, "photo.tif"),
     ],
-    ids=["cmyk-jpeg", "grayscale-png", "16-bit-png", "48-bit-rgb-png", "alpha-png", "heic"],
+    ids=["cmyk-jpeg", "grayscale-png", "16-bit-png", "48-bit-rgb-png", "alpha-png", "heic", "webp", "bmp", "tiff"],
 )
 def test_unusual_formats_and_modes_are_read(api, run_jobs, make, name):
     photo_id = accepted(api, make(), name)
