@@ -114,6 +114,7 @@ class FaceWorker(RidesOutRedisOutages, Worker):
         from jobs.reconcile import ensure_scheduled
 
         try:
+            self._keep_scheduler_running()
             ensure_scheduled(self.connection)
         except (ConnectionError, TimeoutError):
             raise  # the caller waits for Redis
@@ -121,3 +122,13 @@ class FaceWorker(RidesOutRedisOutages, Worker):
             # RQ's work loop quits on any exception from here: log it and try again next time instead.
             log.exception("Worker %s: could not schedule reconcile", self.name)
         self._reconcile_checked_at = time.monotonic()
+
+    def _keep_scheduler_running(self) -> None:
+        """Start RQ's scheduler process again if it died (a Redis outage kills it); RQ itself would only notice
+        in its maintenance, every 10 minutes, and until then no scheduled reconcile or retry would run."""
+        scheduler = self.scheduler
+        if scheduler is None or (scheduler._process is not None and scheduler._process.is_alive()):
+            return
+        if scheduler._process is not None:
+            log.warning("Worker %s: the scheduler process has stopped; starting it again", self.name)
+        scheduler.acquire_locks(auto_start=True)  # its locks are its own to refresh
