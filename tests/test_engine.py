@@ -50,6 +50,26 @@ def test_boxes_map_back_from_a_downscaled_detection(settings):
     assert analysis.faces[0].box.overlap(scaled) > 0.7
 
 
+def test_boxes_stay_on_the_faces_of_a_wide_group_photo(settings):
+    """situation_room_2011 is 1500x1000: detected on a 1000 px copy, every box maps back onto a face found at
+    full size, square as HOG finds them, inside the photo (a box clamped to the wrong side would collapse)."""
+    path = str(face_file("groups/situation_room_2011.jpg"))
+    settings.FACES_DETECT_MAX_SIDE = 1500
+    full = engine.detect_faces(path)
+    settings.FACES_DETECT_MAX_SIDE = 1000
+    scaled = engine.detect_faces(path)
+    assert (scaled.width, scaled.height) == (full.width, full.height) == (1500, 1000)
+    assert len(scaled.faces) >= 8
+    for face in scaled.faces:
+        box = face.box
+        assert 0 <= box.left < box.right <= 1500 and 0 <= box.top < box.bottom <= 1000, box
+        assert 0.8 < (box.right - box.left) / (box.bottom - box.top) < 1.25, box
+    # The two scales need not find exactly the same faces; at least 8 are found by both, in the same place.
+    same = [face for face in scaled.faces if max(face.box.overlap(other.box) for other in full.faces) > 0.5]
+    assert len(same) >= 8, [face.box for face in scaled.faces]
+    assert max(face.box.right for face in scaled.faces) > 1000, "faces right of x=1000 are where they are"
+
+
 @pytest.mark.parametrize("data", [b"", b"hello, I am text", b"\xff\xd8\xff\xe0" + b"\x00" * 20])
 def test_unreadable_bytes_raise_our_error(data):
     with pytest.raises(engine.UnreadableImage):

@@ -149,3 +149,43 @@ def test_a_reference_photo_whose_job_is_gone_is_encoded_after_all(api, redis_ser
     run_jobs()
     reference.refresh_from_db()
     assert reference.status == ReferenceStatus.DONE
+
+
+def processing_with_job(user, redis_server, started_seconds_ago: float, job_status: str) -> Photo:
+    """A processing photo whose job is in Redis with this status (as RQ leaves it)."""
+    photo = stored_photo(user, status=PhotoStatus.PROCESSING, attempts=1)
+    sum(enqueue_photos([photo.pk], queue=UPLOADS))
+    get_queue(UPLOADS).remove(photo_job_id(photo.pk))
+    started = timezone.now() - timedelta(seconds=started_seconds_ago)
+    Photo.objects.filter(pk=photo.pk).update(status=PhotoStatus.PROCESSING, started_at=started, attempts=1)
+    Job.fetch(photo_job_id(photo.pk), connection=redis_server.client()).set_status(job_status)
+    return photo
+
+
+@pytest.mark.parametrize("job_status", [JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.DEFERRED])
+def test_a_retrying_photo_is_not_reconciled(user, redis_server, job_status):
+    """A work horse killed mid-job leaves the photo processing and its retry scheduled: RQ will run it, so
+    queueing it again would run it twice, however long ago it started."""
+    photo = processing_with_job(user, redis_server, 3600, job_status)
+    assert reconcile(grace=0).queued == []
+    assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.PROCESSING
+
+
+@pytest.mark.parametrize(("seconds_ago", "lost"), [(300 + 60 - 5, False), (300 + 60 + 5, True)])
+def test_a_started_job_is_lost_only_past_the_job_timeout_and_a_minute(user, redis_server, settings, seconds_ago, lost):
+    """A job may run JOB_TIMEOUT seconds; a minute more and its worker is surely gone."""
+    settings.JOB_TIMEOUT = 300
+    photo = processing_with_job(user, redis_server, seconds_ago, JobStatus.STARTED)
+    assert reconcile(grace=0).queued == ([photo.pk] if lost else [])
+
+
+@pytest.mark.parametrize("job_status", [None, JobStatus.FAILED, JobStatus.FINISHED, JobStatus.STOPPED])
+def test_a_processing_photo_whose_job_is_over_or_gone_is_lost(user, redis_server, job_status):
+    photo = stored_photo(user, status=PhotoStatus.PROCESSING, attempts=1, started_at=timezone.now())
+    if job_status is not None:
+        sum(enqueue_photos([photo.pk], queue=UPLOADS))
+        get_queue(UPLOADS).remove(photo_job_id(photo.pk))
+        Photo.objects.filter(pk=photo.pk).update(status=PhotoStatus.PROCESSING, attempts=1)
+        Job.fetch(photo_job_id(photo.pk), connection=redis_server.client()).set_status(job_status)
+    assert reconcile(grace=0).queued == [photo.pk]
+    assert Photo.objects.get(pk=photo.pk).attempts == 1, "reconcile keeps the count of this run's tries"

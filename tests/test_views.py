@@ -310,10 +310,29 @@ def test_alerts_page_marks_unread_and_reads(owner, photo, user):
     html = owner.get(reverse("alerts")).content.decode()
     assert 'class="alert unread"' in html and 'id="unread-alerts"' in html
     alert = Alert.objects.get()
-    owner.post(reverse("alert-read", args=[alert.pk]), {"next": "https://evil.example/"})
+    response = owner.post(reverse("alert-read", args=[alert.pk]), {"next": "https://evil.example/"})
     assert Alert.objects.get().seen
+    assert response.status_code == 302 and response["Location"] == reverse("alerts"), "never off the site"
     html = owner.get(reverse("alerts")).content.decode()
     assert 'class="alert unread"' not in html and 'id="unread-alerts"' not in html
+
+
+@pytest.mark.parametrize(
+    ("next_url", "lands_on"),
+    [
+        ("/people/", "/people/"),  # back where the user was
+        ("https://evil.example/", "/alerts/"),
+        ("//evil.example/", "/alerts/"),
+        ("/\\evil.example/", "/alerts/"),
+        ("http:/evil.example/", "/alerts/"),
+        ("javascript:alert(1)", "/alerts/"),
+        ("", "/alerts/"),
+    ],
+)
+def test_marking_an_alert_read_goes_back_only_to_this_site(owner, photo, next_url, lands_on):
+    alert = Alert.objects.get()
+    response = owner.post(reverse("alert-read", args=[alert.pk]), {"next": next_url})
+    assert response.status_code == 302 and response["Location"] == lands_on
 
 
 def test_mark_all_alerts_read(owner, photo, user, person):
