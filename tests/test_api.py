@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 
 from jobs.enqueue import GALLERY, get_queue
-from recognition.models import Photo, PhotoStatus
+from recognition.models import Alert, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
 from tests.conftest import upload_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,3 +84,63 @@ def test_deleting_a_person_queues_a_rematch(api, redis_server):
     assert api.delete(f"/api/people/{person['id']}/").status_code == 204
     [job] = get_queue(GALLERY).get_jobs()
     assert job.func_name == "jobs.rematch.rematch_faces"
+
+
+# The API table of the README, call by call.
+
+
+def photo_with_status(user, status: str) -> Photo:
+    return Photo.objects.create(owner=user, image=f"photos/x/{status}.jpg", status=status)
+
+
+def test_photo_list_filters_by_status_and_pages(api, user, other_user):
+    done = [photo_with_status(user, PhotoStatus.DONE).pk for _ in range(2)]
+    failed = photo_with_status(user, PhotoStatus.FAILED).pk
+    photo_with_status(other_user, PhotoStatus.DONE)
+    body = api.get("/api/photos/?status=done").json()
+    assert body["count"] == 2 and sorted(photo["id"] for photo in body["results"]) == sorted(done)
+    assert [photo["id"] for photo in api.get("/api/photos/?status=failed").json()["results"]] == [failed]
+    assert api.get("/api/photos/").json()["count"] == 3
+    assert set(body) >= {"count", "next", "previous", "results"}
+
+
+def test_a_person_with_references_and_their_status(api, user, other_user):
+    person = Person.objects.create(owner=user, name="Obama")
+    done = ReferencePhoto.objects.create(person=person, image="references/x/a.jpg", status=ReferenceStatus.DONE)
+    failed = ReferencePhoto.objects.create(
+        person=person, image="references/x/b.jpg", status=ReferenceStatus.FAILED, error="no face found"
+    )
+    body = api.get(f"/api/people/{person.pk}/").json()
+    assert body["id"] == person.pk and body["name"] == "Obama"
+    assert [(ref["id"], ref["status"], ref["error"]) for ref in body["references"]] == [
+        (done.pk, "done", ""),
+        (failed.pk, "failed", "no face found"),
+    ]
+    theirs = Person.objects.create(owner=other_user, name="Theirs")
+    assert api.get(f"/api/people/{theirs.pk}/").status_code == 404
+
+
+def test_alerts_newest_first_and_marked_seen(api, user, other_user):
+    person = Person.objects.create(owner=user, name="Obama")
+    photos = [photo_with_status(user, PhotoStatus.DONE) for _ in range(3)]
+    alerts = [Alert.objects.create(owner=user, photo=photo, person=person) for photo in photos]
+    # Created in this order but at these times: the list follows the times, not the ids.
+    now = timezone.now()
+    for alert, minutes_ago in zip(alerts, [5, 1, 10], strict=True):
+        Alert.objects.filter(pk=alert.pk).update(created_at=now - timedelta(minutes=minutes_ago))
+    body = api.get("/api/alerts/").json()
+    assert [alert["id"] for alert in body["results"]] == [alerts[1].pk, alerts[0].pk, alerts[2].pk]
+    assert not any(alert["seen"] for alert in body["results"])
+
+    response = api.post(f"/api/alerts/{alerts[0].pk}/seen/")
+    assert response.status_code == 200 and response.json() == {"id": alerts[0].pk, "seen": True}
+    assert list(Alert.objects.filter(seen=True).values_list("pk", flat=True)) == [alerts[0].pk]
+    assert [alert["id"] for alert in api.get("/api/alerts/?unseen=1").json()["results"]] == [
+        alerts[1].pk,
+        alerts[2].pk,
+    ]
+    theirs = Alert.objects.create(
+        owner=other_user, photo=photo_with_status(other_user, "done"), person=Person.objects.create(owner=other_user)
+    )
+    assert api.post(f"/api/alerts/{theirs.pk}/seen/").status_code == 404
+    assert not Alert.objects.get(pk=theirs.pk).seen

@@ -1,11 +1,14 @@
 """`manage.py reprocess`: filters, --dry-run, --force, --rematch-only, --wait, user decisions kept."""
 
+import os
+import signal
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from rq import Queue
 
 from jobs.enqueue import BULK, UPLOADS, get_queue, photo_job_id
 from recognition.models import Face, Person, Photo, PhotoStatus
@@ -177,3 +180,28 @@ def test_redis_down_is_a_clear_error(photos, settings):
     settings.RQ_QUEUES = {name: dead for name in settings.RQ_QUEUES}
     with pytest.raises(CommandError, match="Redis is unavailable"):
         reprocess("--all")
+
+
+def test_ctrl_c_stops_between_batches_and_says_how_many(user, redis_server, monkeypatch):
+    """A real SIGINT to this process while the second batch goes out: that batch finishes, no other starts."""
+    photo = stored_photo(user, status=PhotoStatus.DONE)
+    Photo.objects.bulk_create([Photo(owner=user, image=photo.image.name, status=PhotoStatus.DONE) for _ in range(999)])
+    pushed = Queue.enqueue_many
+    batches = 0
+
+    def enqueue_many_then_ctrl_c(self, *args, **kwargs):
+        nonlocal batches
+        jobs = pushed(self, *args, **kwargs)
+        batches += 1
+        if batches == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C
+        return jobs
+
+    monkeypatch.setattr(Queue, "enqueue_many", enqueue_many_then_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    output = reprocess("--all", "--batch-size", "100")
+    assert "Interrupted: 200 of 1000 photos queued" in output
+    assert get_queue(BULK).count == 200
+    assert Photo.objects.filter(status=PhotoStatus.QUEUED).count() == 200, "no batch left half done"
+    assert Photo.objects.filter(status=PhotoStatus.DONE).count() == 800
+    assert signal.getsignal(signal.SIGINT) is before, "Ctrl-C works as usual again"

@@ -86,3 +86,46 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
     result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], VAR_DIR=str(tmp_path), **PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+READ_HEADERS = """
+import json, sys
+import django
+django.setup()
+from django.test import Client
+client = Client(HTTP_HOST="photos.example.com")
+answers = {}
+for name, extra in [("plain http", {}), ("proxied https", {"HTTP_X_FORWARDED_PROTO": "https"})]:
+    response = client.get("/accounts/login/", **extra)
+    answers[name] = {"status": response.status_code, "headers": dict(response.headers),
+                     "cookies": {key: dict(morsel) for key, morsel in response.cookies.items()}}
+print(json.dumps(answers))
+"""
+
+
+def response_headers(tmp_path, **env: str) -> dict:
+    result = run(READ_HEADERS, VAR_DIR=str(tmp_path), **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_behind_an_https_proxy_the_answers_carry_hsts_and_frame_denial(tmp_path):
+    answers = response_headers(tmp_path, BEHIND_HTTPS_PROXY="1", **PRODUCTION)
+    plain = answers["plain http"]
+    assert plain["status"] == 301
+    assert plain["headers"]["Location"] == "https://photos.example.com/accounts/login/"
+    https = answers["proxied https"]
+    assert https["status"] == 200
+    headers = https["headers"]
+    assert headers["Strict-Transport-Security"] == "max-age=3600; includeSubDomains; preload"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert https["cookies"]["csrftoken"]["secure"] is True
+
+
+def test_without_the_proxy_setting_a_forwarded_proto_is_not_trusted(tmp_path):
+    """A client could send X-Forwarded-Proto itself: unless BEHIND_HTTPS_PROXY says a proxy sets it, it is
+    ignored, so the request is plain HTTP (redirected) and gets no HSTS."""
+    answers = response_headers(tmp_path, **PRODUCTION)
+    for answer in answers.values():
+        assert answer["status"] == 301 and "Strict-Transport-Security" not in answer["headers"]

@@ -1,10 +1,14 @@
 """The worker class: models loaded once in the parent; a real `manage.py rqworker` subprocess."""
 
-import pytest
+import os
 
-from jobs.enqueue import UPLOADS, get_queue
+import pytest
+from django.core.management import call_command
+from rq.job import Job
+
+from jobs.enqueue import UPLOADS, get_queue, photo_job_id, reference_job_id
 from recognition.models import Photo, PhotoStatus
-from tests.conftest import photos_finished, upload_of, wait_for
+from tests.conftest import photos_finished, stored_photo, upload_of, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.scaleout]
 
@@ -41,8 +45,6 @@ def test_burst_worker_subprocess_processes_uploads(api, start_worker):
 
 def test_several_worker_processes_share_the_queue(api, start_worker):
     """Two workers (SCALEOUT_WORKERS in CI's scale-out pass) drain one queue; nothing is done twice."""
-    import os
-
     names = ["people/obama/senate.jpg", "people/biden/senate.jpg", "people/clinton/senate.jpg",
              "people/harris/senate.jpg", "people/hayes/photo_2.jpg", "portraits/029701.jpg"]  # fmt: skip
     ids = [api.post("/api/photos/", {"image": upload_of(name)}).json()["id"] for name in names]
@@ -53,3 +55,22 @@ def test_several_worker_processes_share_the_queue(api, start_worker):
     photos = Photo.objects.filter(pk__in=ids)
     assert {photo.status for photo in photos} == {PhotoStatus.DONE}
     assert all(photo.attempts == 1 and photo.faces.count() == 1 for photo in photos)
+
+
+def test_uploads_go_before_gallery_changes_before_bulk_work(api, user, run_jobs):
+    """Bulk reprocessing queued first, then a gallery change, then an upload: the worker takes them in the
+    order high, default, low, so bulk work never starves an upload."""
+    bulk = [stored_photo(user, "nofaces/cat.png", status=PhotoStatus.DONE).pk for _ in range(3)]
+    call_command("reprocess", "--all", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    person = api.post("/api/people/", {"name": "Hayes"}, format="json").json()
+    reference = api.post(f"/api/people/{person['id']}/references/", {"image": upload_of("people/hayes/photo_1.jpg")})
+    upload = api.post("/api/photos/", {"image": upload_of("people/hayes/photo_2.jpg")}).json()["id"]
+
+    assert run_jobs() == 7  # 3 bulk, the upload, its alert, the reference, the re-match it queued
+    connection = get_queue(UPLOADS).connection
+    started = {job_id: Job.fetch(job_id, connection=connection).started_at for job_id in
+               [photo_job_id(pk) for pk in [upload, *bulk]] + [reference_job_id(reference.json()["id"])]}  # fmt: skip
+    order = sorted(started, key=started.get)
+    assert order[0] == photo_job_id(upload)
+    assert order[1] == reference_job_id(reference.json()["id"])
+    assert set(order[2:]) == {photo_job_id(pk) for pk in bulk}
