@@ -6,9 +6,11 @@ PIP := $(BIN)/python -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 QUICK ?=
+MODULES ?=
+comma := ,
 export HOST PORT
 
-.PHONY: install install-dev run test bench lint format superuser browser clean
+.PHONY: install install-dev run test bench mutation lint format superuser browser clean
 
 install: $(VENV)/.installed
 
@@ -51,6 +53,11 @@ test: install-dev browser
 
 bench: install-dev
 	$(BIN)/python -m benchmarks.run $(if $(QUICK),--quick,)
+
+# Mutation testing of the core (cosmic-ray), module by module with the tests that cover it; MODULES=matching,engine
+# for some. Writes benchmarks/results/mutation.json and prints the survivors. Not part of CI: about an hour.
+mutation: install-dev
+	$(BIN)/python -m benchmarks.mutation $(foreach m,$(subst $(comma), ,$(MODULES)),--module $(m)) $(MUTATION_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -1,0 +1,329 @@
+"""Mutation testing of the core with cosmic-ray: does the suite fail when a line is wrong?
+
+    python -m benchmarks.mutation [--module NAME ...] [--again]      (make mutation)
+
+Each module is mutated with the test modules that cover it, in a copy of the project under var/mutation/,
+niced. A first pass records which tests run each line (coverage contexts); each mutant then runs only the
+tests that run its line (all of the module's tests when none is known, e.g. code run only in a forked work
+horse or at import), stopping at the first failure: minutes per module, not hours. Writes
+benchmarks/results/mutation.json ({"killed", "survived", "timeout", "score", "survivors": [{"file", "line",
+"diff"}], "modules": {...}}) and prints the survivors. Sessions are kept in var/mutation/: a second run
+only does what is left; --again re-runs the survivors of the last run (after new tests), --fresh starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "var" / "mutation"
+RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
+FACES_DIR = os.environ.get("FACES_DIR", str(ROOT.parent / "shared" / "faces"))
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str
+    tests: tuple[str, ...]
+    functions: tuple[str, ...] = ()  # only these functions and methods; empty: the whole module
+
+
+TARGETS = {
+    "matching": Target("recognition/matching.py", ("tests/test_matching.py",)),
+    "engine": Target("recognition/engine.py", ("tests/test_engine.py",)),
+    "uploads": Target("recognition/uploads.py", ("tests/test_uploads.py", "tests/test_api.py")),
+    "reconcile": Target("jobs/reconcile.py", ("tests/test_reconcile.py",)),
+    "enqueue": Target(
+        "jobs/enqueue.py", ("tests/test_enqueue.py", "tests/test_reconcile.py", "tests/test_reprocess.py")
+    ),
+    "models": Target(
+        "recognition/models.py",
+        ("tests/test_models.py", "tests/test_process_photo.py", "tests/test_curation.py"),
+        functions=("replace_faces", "apply_matches", "record_alerts", "_pair_by_overlap", "carry_decisions_from"),
+    ),
+}
+
+# A mutmut-sized set of cosmic-ray's operators: each comparison to its boundary and its negation, each
+# arithmetic operator to its opposite, and the logic operators. Not every operator to every other (7 mutants
+# per comparison, 11 per arithmetic operator) nor the random variable replacer.
+OPERATORS = re.compile(
+    r"core/("
+    r"ReplaceComparisonOperator_(Lt_LtE|Lt_GtE|LtE_Lt|LtE_Gt|Gt_GtE|Gt_LtE|GtE_Gt|GtE_Lt|Eq_NotEq|NotEq_Eq"
+    r"|Is_IsNot|IsNot_Is|In_NotIn|NotIn_In)"
+    r"|ReplaceBinaryOperator_(Add_Sub|Sub_Add|Mul_Div|Div_Mul|FloorDiv_Div|Mod_FloorDiv|Pow_Mul|BitOr_BitAnd"
+    r"|BitAnd_BitOr|RShift_LShift|LShift_RShift)"
+    r"|ReplaceUnaryOperator_(USub_UAdd|Delete_Not)"
+    r"|AddNot|ReplaceTrueWithFalse|ReplaceFalseWithTrue|ReplaceAndWithOr|ReplaceOrWithAnd"
+    r"|ReplaceBreakWithContinue|ReplaceContinueWithBreak|NumberReplacer|ZeroIterationForLoop|ExceptionReplacer"
+    r"|RemoveDecorator)$"
+)
+
+
+def project_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return [name for name in listed.stdout.splitlines() if (ROOT / name).is_file()]
+
+
+def copy_project(dest: Path) -> None:
+    """A copy of the working tree (tracked and new files): cosmic-ray mutates files in place."""
+    for name in project_files():
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+
+
+def test_command(target: Target) -> str:
+    tests = " ".join(name for name in target.tests if (ROOT / name).exists())
+    return f"{sys.executable} -m pytest -x -q -p no:cacheprovider {tests}"
+
+
+def allowed_lines(source: str, functions: tuple[str, ...]) -> set[int] | None:
+    """The lines a mutant may start on: inside the named functions, never in a type annotation."""
+    tree = ast.parse(source)
+    annotations: set[int] = set()
+    wanted: set[int] = set()
+    for node in ast.walk(tree):
+        for annotation in _annotations(node):
+            annotations.update(range(annotation.lineno, annotation.end_lineno + 1))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in functions:
+            first = node.body[0]
+            start = first.end_lineno + 1 if _is_docstring(first) else first.lineno
+            wanted.update(range(start, node.end_lineno + 1))
+    lines = wanted if functions else set(range(1, source.count("\n") + 2))
+    return lines - annotations
+
+
+def _annotations(node: ast.AST) -> list[ast.AST]:
+    found = []
+    if isinstance(node, ast.arg) and node.annotation is not None:
+        found.append(node.annotation)
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+        found.append(node.returns)
+    if isinstance(node, ast.AnnAssign):
+        found.append(node.annotation)
+    return found
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def prepare(name: str, target: Target, fresh: bool) -> tuple[Path, Path, Path]:
+    folder = WORK / name
+    src, session, config = folder / "src", folder / "session.sqlite", folder / "config.toml"
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    # The copy is made again each run, so new tests count; the session keeps the results.
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir(parents=True)
+    copy_project(src)
+    baseline = time.monotonic()
+    coverage = [f"--cov={src / Path(target.path).parent}", "--cov-context=test", "--cov-report="]
+    run = subprocess.run(
+        [*test_command(target).split(), *coverage],
+        cwd=src,
+        env={**environment(src), "COVERAGE_FILE": str(folder / "coverage")},
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode != 0:
+        raise SystemExit(f"{name}: the tests fail without any mutant:\n{run.stdout[-3000:]}")
+    seconds = time.monotonic() - baseline
+    config.write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{target.path}"\n'
+        f"timeout = {max(60.0, 3 * seconds + 30):.0f}\n"
+        "excluded-modules = []\n"
+        f'test-command = "{test_command(target)}"\n'
+        "[cosmic-ray.distributor]\n"
+        'name = "local"\n'
+    )
+    print(f"{name}: baseline {seconds:.0f} s ({test_command(target).split(' -p no:cacheprovider ')[1]})", flush=True)
+    if not session.exists() or not session.stat().st_size:
+        subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=src, check=True, env=environment(src))
+        keep_scoped(session, src / target.path, target)
+    return src, session, config
+
+
+def keep_scoped(session: Path, module: Path, target: Target) -> None:
+    """Drop mutants outside the scope: other operators, other functions, type annotations."""
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    lines = allowed_lines(module.read_text(), target.functions)
+    with use_db(str(session)) as db:
+        for item in db.pending_work_items:
+            [mutation] = item.mutations
+            if not OPERATORS.match(mutation.operator_name) or mutation.start_pos[0] not in lines:
+                db.set_result(item.job_id, WorkResult(output="out of scope", worker_outcome=WorkerOutcome.SKIPPED))
+
+
+def tests_by_line(folder: Path, module: Path) -> dict[int, set[str]]:
+    """The pytest node ids that ran each line of the module in the coverage pass."""
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(folder / "coverage"))
+    data.read()
+    found: dict[int, set[str]] = {}
+    for line, contexts in (data.contexts_by_lineno(str(module)) or {}).items():
+        tests = {context.rsplit("|", 1)[0] for context in contexts if "::" in context}
+        if tests:
+            found[line] = tests
+    return found
+
+
+def execute(name: str, target: Target, src: Path, session: Path, config: Path) -> None:
+    """cosmic-ray's exec, one mutant at a time, each with the tests that run its lines."""
+    import tomllib
+
+    from cosmic_ray.mutating import mutate_and_test
+    from cosmic_ray.work_db import use_db
+
+    timeout = tomllib.loads(config.read_text())["cosmic-ray"]["timeout"]
+    covering = tests_by_line(session.parent, src / target.path)
+    python = f"{sys.executable} -m pytest -x -q -p no:cacheprovider"
+    os.chdir(src)  # cosmic-ray mutates the module path relative to here
+    os.environ.update(environment(src))
+    with use_db(str(session)) as db:
+        pending = sorted(db.pending_work_items, key=lambda item: item.mutations[0].start_pos)
+        for number, item in enumerate(pending, 1):
+            [mutation] = item.mutations
+            lines = range(mutation.start_pos[0], mutation.end_pos[0] + 1)
+            tests = set().union(*(covering.get(line, set()) for line in lines))
+            command = (
+                f"{python} {' '.join(shlex.quote(test) for test in sorted(tests))}" if tests else test_command(target)
+            )
+            db.set_result(item.job_id, mutate_and_test(item.mutations, command, timeout))
+            if number % 10 == 0 or number == len(pending):
+                print(f"{name}: {number}/{len(pending)} mutants", flush=True)
+    os.chdir(ROOT)
+
+
+def environment(src: Path) -> dict[str, str]:
+    env = dict(os.environ, FACES_DIR=FACES_DIR, SQLITE_TEST_PATH=str(src / "var" / "test.sqlite3"))
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
+    return env
+
+
+def forget_survivors(session: Path) -> None:
+    """Let the next exec run the last survivors again (after tests were added)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{session}")
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'"))
+
+
+def summarize(name: str, target: Target, session: Path) -> dict:
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    counts = {"killed": 0, "survived": 0, "timeout": 0, "incompetent": 0, "pending": 0}
+    survivors = []
+    with use_db(str(session)) as db:
+        counts["pending"] = len(db.pending_work_items)
+        for item, result in db.completed_work_items:
+            if result.worker_outcome == WorkerOutcome.SKIPPED:
+                continue
+            if result.worker_outcome != WorkerOutcome.NORMAL or result.test_outcome == TestOutcome.INCOMPETENT:
+                counts["incompetent"] += 1
+            elif result.test_outcome == TestOutcome.SURVIVED:
+                counts["survived"] += 1
+                [mutation] = item.mutations
+                survivors.append(
+                    {
+                        "file": target.path,
+                        "line": mutation.start_pos[0],
+                        "operator": mutation.operator_name.removeprefix("core/"),
+                        "diff": _short_diff(result.diff or ""),
+                    }
+                )
+            elif result.output == "timeout":
+                counts["timeout"] += 1
+            else:
+                counts["killed"] += 1
+    survivors.sort(key=lambda survivor: survivor["line"])
+    return {**counts, "score": _score(counts), "tests": list(target.tests), "survivors": survivors}
+
+
+def _short_diff(diff: str) -> str:
+    """The changed lines only: '-old' and '+new'."""
+    changed = [line for line in diff.splitlines() if line[:1] in "-+" and not line.startswith(("---", "+++"))]
+    return "\n".join(changed)
+
+
+def _score(counts: dict) -> float | None:
+    tried = counts["killed"] + counts["timeout"] + counts["survived"]
+    return round((counts["killed"] + counts["timeout"]) / tried, 3) if tried else None
+
+
+def write_results(modules: dict[str, dict]) -> dict:
+    previous = json.loads(RESULTS.read_text()).get("modules", {}) if RESULTS.exists() else {}
+    modules = {**previous, **modules}
+    totals = {key: sum(module[key] for module in modules.values()) for key in ("killed", "survived", "timeout")}
+    result = {
+        **totals,
+        "score": _score({**totals}),
+        "survivors": [survivor for module in modules.values() for survivor in module["survivors"]],
+        "modules": modules,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--module", action="append", choices=sorted(TARGETS), help="default: all")
+    parser.add_argument("--again", action="store_true", help="run the survivors of the last run again")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier sessions")
+    parser.add_argument("--report", action="store_true", help="only summarize the sessions there are")
+    args = parser.parse_args()
+    os.nice(10)  # a shared machine: the web and other work first
+    done = {}
+    for name in args.module or list(TARGETS):
+        if args.report:
+            if (WORK / name / "session.sqlite").exists():
+                done[name] = summarize(name, TARGETS[name], WORK / name / "session.sqlite")
+            continue
+        target = TARGETS[name]
+        src, session, config = prepare(name, target, args.fresh)
+        if args.again:
+            forget_survivors(session)
+        started = time.monotonic()
+        execute(name, target, src, session, config)
+        done[name] = summarize(name, target, session)
+        done[name]["seconds"] = round(time.monotonic() - started)
+        module = done[name]
+        print(
+            f"{name}: score {module['score']}, killed {module['killed']}, timeout {module['timeout']}, "
+            f"survived {module['survived']}, incompetent {module['incompetent']}, {module['seconds']} s",
+            flush=True,
+        )
+        write_results(done)
+    result = write_results(done)
+    print(f"\nscore {result['score']}: killed {result['killed']}, timeout {result['timeout']}, "
+          f"survived {result['survived']}")  # fmt: skip
+    for survivor in result["survivors"]:
+        print(f"\n{survivor['file']}:{survivor['line']} ({survivor['operator']})\n{survivor['diff']}")
+
+
+if __name__ == "__main__":
+    main()
