@@ -191,3 +191,74 @@ def test_fuzz_open_image_raises_only_unreadable_image(data):
 def test_fuzz_detect_faces_raises_only_unreadable_image(data):
     with override_settings(FACES_MAX_PIXELS=4_000_000, FACES_DETECT_MAX_SIDE=96):
         opens_or_is_unreadable(data, engine.detect_faces)
+
+
+# Small rules, at their edges.
+
+
+def test_encodings_have_the_declared_size():
+    face = engine.encode_reference(str(face_file("people/biden/vp_portrait_2013.jpg")))
+    stored = engine.encoding_from_bytes(engine.encoding_to_bytes(face.encoding))
+    assert stored.shape == (engine.ENCODING_SIZE,) and stored.dtype == engine.ENCODING_DTYPE
+
+
+def test_the_pixel_limit_is_inclusive(settings):
+    path = str(face_file(images.PORTRAIT))  # 910 x 1137
+    settings.FACES_MAX_PIXELS = 910 * 1137
+    assert engine.check_header(path) == (910, 1137)
+    settings.FACES_MAX_PIXELS = 910 * 1137 - 1
+    with pytest.raises(engine.UnreadableImage, match="over the limit"):
+        engine.check_header(path)
+
+
+def png_of(array: np.ndarray, mode: str | None = None) -> bytes:
+    data = io.BytesIO()
+    Image.fromarray(array, mode).save(data, format="PNG")
+    return data.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("samples", "expected"),
+    [
+        ([0, 128, 255], [0, 128, 255]),  # 16-bit storage of 8-bit values: kept as they are
+        ([0, 128, 256], [0, 0, 1]),  # past 255: the top 8 bits
+        ([0, 32896, 65535], [0, 128, 255]),
+    ],
+)
+def test_sixteen_bit_samples_become_eight_bit(samples, expected):
+    array = np.array([samples], dtype=np.uint16)
+    image = engine.open_image(png_of(array))[0]
+    assert [pixel[0] for pixel in np.asarray(image)[0]] == expected
+
+
+def test_a_transparent_palette_colour_becomes_white():
+    image = Image.new("P", (4, 1))
+    image.putpalette([0, 0, 0, 200, 30, 30] + [0, 0, 0] * 254)
+    image.putpixel((0, 0), 0)
+    image.putpixel((1, 0), 1)
+    data = io.BytesIO()
+    image.save(data, format="PNG", transparency=0)
+    opened = engine.open_image(data.getvalue())[0]
+    assert opened.getpixel((0, 0)) == (255, 255, 255) and opened.getpixel((1, 0)) == (200, 30, 30)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ((0, 10, 10, 0), (0, 10, 10, 0), 1.0),  # (top, right, bottom, left)
+        ((0, 10, 10, 0), (0, 15, 10, 5), 50 / 150),
+        ((20, 10, 30, 0), (25, 10, 35, 0), 50 / 150),  # away from the origin, overlapping top to bottom
+        ((0, 10, 10, 0), (0, 30, 10, 20), 0.0),  # side by side, apart
+        ((0, 10, 10, 0), (20, 10, 30, 0), 0.0),  # one above the other, apart
+        ((5, 10, 5, 0), (5, 10, 5, 0), 0.0),  # no area at all
+    ],
+)
+def test_box_overlap_is_intersection_over_union(a, b, expected):
+    first, second = engine.Box(*a), engine.Box(*b)
+    assert first.overlap(second) == pytest.approx(expected) == second.overlap(first)
+
+
+def test_an_inverted_box_has_no_area_and_boxes_are_values():
+    assert engine.Box(top=10, right=10, bottom=5, left=0).area == 0
+    assert engine.Box(top=0, right=0, bottom=10, left=10).area == 0
+    assert len({engine.Box(1, 2, 3, 4), engine.Box(1, 2, 3, 4)}) == 1
