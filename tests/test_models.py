@@ -180,3 +180,26 @@ def _near(seed: int, distance: float) -> bytes:
     base, other = unit(seed), unit(seed + 1000)
     away = other - base * float(other @ base)
     return engine.encoding_to_bytes(base + distance * away / np.linalg.norm(away))
+
+
+def test_an_old_face_gives_its_decision_to_one_new_face_only(user, photo):
+    """Old A overlaps new X (0.82) and new Y (0.54): X alone is named; Y is a new face of its own."""
+    named_as = Person.objects.create(owner=user, name="A")
+    photo.replace_faces(analysis((box(0, 0), 1)))
+    Face.objects.update(person=named_as, named_by_user=True)
+    photo.replace_faces(analysis((box(10, 0), 1), (box(30, 0), 2)))
+    new_x, new_y = faces_of(photo)
+    assert new_x.person == named_as and new_x.named_by_user
+    assert new_y.person is None and not new_y.named_by_user
+
+
+def test_a_taken_face_does_not_stop_the_pairing(user, photo):
+    """A-X 1.0, A-Y 0.67 (A is taken by then), B-Y 0.54: B still gets Y."""
+    a_person, b_person = Person.objects.create(owner=user, name="A"), Person.objects.create(owner=user, name="B")
+    photo.replace_faces(analysis((box(0, 0), 1), (box(50, 0), 2)))
+    old_a, old_b = faces_of(photo)
+    Face.objects.filter(pk=old_a.pk).update(person=a_person, named_by_user=True)
+    Face.objects.filter(pk=old_b.pk).update(person=b_person, named_by_user=True)
+    photo.replace_faces(analysis((box(0, 0), 1), (box(20, 0), 2)))
+    new_x, new_y = faces_of(photo)
+    assert (new_x.person, new_y.person) == (a_person, b_person)
