@@ -171,7 +171,7 @@ def collect_spooled_mail(folder: Path) -> None:
 
 
 class JobsFailed(AssertionError):
-    """A job run by run_jobs raised (or its work horse died) and the test did not expect it."""
+    """A job run by run_jobs failed (raised, or its work horse died) and the test did not expect it."""
 
 
 @pytest.fixture
@@ -180,8 +180,9 @@ def run_jobs(redis_server, tmp_path) -> Callable[..., int]:
 
     The worker is the one `manage.py rqworker` runs, in this process: models loaded here, a horse forked per
     job (so tests need `django_db(transaction=True)`: a horse cannot see an uncommitted transaction). Paused
-    queues are honoured. Mail the horses send lands in `mail.outbox` as usual. A job that raises fails the
-    test with its traceback unless `expect_failures=True`. Returns the number of jobs run.
+    queues are honoured. Mail the horses send lands in `mail.outbox` as usual. A job that ends failed, or
+    scheduled for a retry, fails the test with its traceback unless `expect_failures=True`; so does a worker
+    that stopped with jobs left. Returns the number of jobs run (a retried job counts each run).
     """
     spool = tmp_path / "mail-spool"
     spool.mkdir()
