@@ -120,7 +120,16 @@ def photo_job(photo_id: int, result_ttl: int = 3600) -> dict:
     }
 
 
-def _enqueue_photo_job(queue: Queue, photo_id: int) -> Job:
+def _enqueue_photo_job(queue: Queue, photo_id: int) -> Job | None:
+    """Queue the photo's job, unless it waits on this queue already (a second click): its id pushed twice
+    would run the photo twice. Waiting on another queue, it moves here."""
+    job_id = photo_job_id(photo_id)
+    status, origin = queue.connection.hmget(Job.key_for(job_id), "status", "origin")
+    if status == b"queued":
+        if origin and origin.decode() == queue.name:
+            return None
+        if origin:
+            Queue(origin.decode(), connection=queue.connection).remove(job_id)
     return queue.enqueue_call(**photo_job(photo_id))
 
 

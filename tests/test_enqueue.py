@@ -1,0 +1,88 @@
+"""Putting work on the queues: one job per photo, a new run's count, backpressure on uploads only, pausing."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.enqueue import (
+    BULK,
+    GALLERY,
+    QUEUE_FULL,
+    UPLOADS,
+    enqueue_photo,
+    enqueue_photos,
+    get_queue,
+    pause_queue,
+    paused_queues,
+    photo_job_id,
+    resume_queue,
+)
+from recognition.models import Photo, PhotoStatus
+from tests.conftest import stored_photo
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_photo_goes_on_its_queue_once_with_its_fixed_job_id(user, redis_server):
+    photo = stored_photo(user, status=PhotoStatus.FAILED, attempts=3, error="Timed out")
+    enqueue_photo(photo)
+    enqueue_photo(photo)  # a second click: the same job, not two
+    assert get_queue(UPLOADS).get_job_ids() == [photo_job_id(photo.pk)]
+    job = get_queue(UPLOADS).fetch_job(photo_job_id(photo.pk))
+    assert job.args == (photo.pk,) and job.meta == {"photo_id": photo.pk} and job.retries_left == 3
+    photo.refresh_from_db()
+    assert (photo.status, photo.error, photo.attempts) == (PhotoStatus.QUEUED, "", 0), "a new run"
+    assert photo.queued_at is not None
+
+
+@pytest.mark.parametrize(("already_queued", "status"), [(1, PhotoStatus.QUEUED), (2, PhotoStatus.WAITING)])
+def test_uploads_wait_in_the_database_from_the_queue_depth_on(user, redis_server, settings, already_queued, status):
+    settings.QUEUE_MAX_DEPTH = 2
+    sum(enqueue_photos([stored_photo(user).pk for _ in range(already_queued)], queue=UPLOADS))
+    photo = stored_photo(user)
+    enqueue_photo(photo)
+    photo.refresh_from_db()
+    assert photo.status == status
+    assert photo.error == ("" if status == PhotoStatus.QUEUED else QUEUE_FULL)
+
+
+@pytest.mark.parametrize("queue", [GALLERY, BULK])
+def test_the_depth_limit_is_for_uploads_only(user, redis_server, settings, queue):
+    settings.QUEUE_MAX_DEPTH = 1
+    sum(enqueue_photos([stored_photo(user).pk], queue=UPLOADS))
+    photo = stored_photo(user)
+    enqueue_photo(photo, queue)
+    assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.QUEUED
+    assert get_queue(queue).get_job_ids() == [photo_job_id(photo.pk)]
+
+
+def test_a_bulk_run_starts_the_count_again_and_reconcile_keeps_it(user, redis_server):
+    fresh, lost = stored_photo(user, attempts=2), stored_photo(user, attempts=2)
+    assert list(enqueue_photos([fresh.pk], queue=BULK)) == [1]
+    assert list(enqueue_photos([lost.pk], queue=UPLOADS, new_run=False)) == [1]
+    assert Photo.objects.get(pk=fresh.pk).attempts == 0 and Photo.objects.get(pk=lost.pk).attempts == 2
+
+
+def test_batches_of_the_given_size(user, redis_server):
+    ids = [stored_photo(user).pk for _ in range(5)]
+    assert list(enqueue_photos(ids, queue=BULK, batch_size=2)) == [2, 2, 1]
+    assert get_queue(BULK).count == 5
+
+
+def test_pause_and_resume_name_real_queues_only(redis_server):
+    pause_queue(BULK)
+    pause_queue(UPLOADS)
+    assert paused_queues() == {BULK, UPLOADS}
+    assert paused_queues(redis_server.client()) == {BULK, UPLOADS}
+    resume_queue(UPLOADS)
+    assert paused_queues() == {BULK}
+    with pytest.raises(ValueError, match="unknown queue 'urgent'"):
+        pause_queue("urgent")
+    assert paused_queues() == {BULK}
+
+
+def test_a_photo_queued_in_bulk_moves_to_the_uploads_queue_once(user, redis_server):
+    photo = stored_photo(user)
+    sum(enqueue_photos([photo.pk], queue=BULK))
+    enqueue_photo(photo, UPLOADS)  # the user asks for it now
+    assert get_queue(BULK).get_job_ids() == [] and get_queue(UPLOADS).get_job_ids() == [photo_job_id(photo.pk)]
