@@ -262,3 +262,12 @@ def test_an_inverted_box_has_no_area_and_boxes_are_values():
     assert engine.Box(top=10, right=10, bottom=5, left=0).area == 0
     assert engine.Box(top=0, right=0, bottom=10, left=10).area == 0
     assert len({engine.Box(1, 2, 3, 4), engine.Box(1, 2, 3, 4)}) == 1
+
+
+def test_loading_the_models_keeps_truncated_images_unreadable(monkeypatch):
+    """Importing face_recognition turns on Pillow's LOAD_TRUNCATED_IMAGES for the whole process; loading the
+    models turns it off again, so a truncated upload is still reported damaged, not decoded as grey."""
+    monkeypatch.setattr(engine, "models_loaded_by", None)
+    engine.load_models()
+    with pytest.raises(engine.UnreadableImage, match="damaged or incomplete"):
+        engine.open_image(images.truncated(images.PORTRAIT, 0.5))
