@@ -8,16 +8,18 @@ from jobs.enqueue import (
     BULK,
     GALLERY,
     QUEUE_FULL,
+    REFERENCE_WAITING,
     UPLOADS,
     enqueue_photo,
     enqueue_photos,
+    enqueue_reference,
     get_queue,
     pause_queue,
     paused_queues,
     photo_job_id,
     resume_queue,
 )
-from recognition.models import Photo, PhotoStatus
+from recognition.models import Person, Photo, PhotoStatus, ReferencePhoto
 from tests.conftest import stored_photo
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,3 +88,15 @@ def test_a_photo_queued_in_bulk_moves_to_the_uploads_queue_once(user, redis_serv
     sum(enqueue_photos([photo.pk], queue=BULK))
     enqueue_photo(photo, UPLOADS)  # the user asks for it now
     assert get_queue(BULK).get_job_ids() == [] and get_queue(UPLOADS).get_job_ids() == [photo_job_id(photo.pk)]
+
+
+def test_with_redis_down_photos_and_references_wait_in_the_database(user, redis_server, settings):
+    settings.RQ_QUEUES = {name: {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 5} for name in settings.RQ_QUEUES}
+    photo = stored_photo(user, status=PhotoStatus.FAILED)
+    enqueue_photo(photo)
+    photo.refresh_from_db()
+    assert photo.status == PhotoStatus.WAITING
+    assert photo.error == "waiting: the job queue is unavailable, this photo will be processed later"
+    reference = ReferencePhoto.objects.create(person=Person.objects.create(owner=user, name="O"), image="r/x.jpg")
+    enqueue_reference(reference.pk)
+    assert ReferencePhoto.objects.get(pk=reference.pk).error == REFERENCE_WAITING
