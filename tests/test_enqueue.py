@@ -32,6 +32,7 @@ def test_a_photo_goes_on_its_queue_once_with_its_fixed_job_id(user, redis_server
     assert get_queue(UPLOADS).get_job_ids() == [photo_job_id(photo.pk)]
     job = get_queue(UPLOADS).fetch_job(photo_job_id(photo.pk))
     assert job.args == (photo.pk,) and job.meta == {"photo_id": photo.pk} and job.retries_left == 3
+    assert job.failure_ttl == 7 * 24 * 3600, "a failed job stays a week on the Queues page"
     photo.refresh_from_db()
     assert (photo.status, photo.error, photo.attempts) == (PhotoStatus.QUEUED, "", 0), "a new run"
     assert photo.queued_at is not None

@@ -189,3 +189,12 @@ def test_a_processing_photo_whose_job_is_over_or_gone_is_lost(user, redis_server
         Job.fetch(photo_job_id(photo.pk), connection=redis_server.client()).set_status(job_status)
     assert reconcile(grace=0).queued == [photo.pk]
     assert Photo.objects.get(pk=photo.pk).attempts == 1, "reconcile keeps the count of this run's tries"
+
+
+@pytest.mark.parametrize(("attempts", "given_up"), [(3, False), (4, True)])
+def test_given_up_after_as_many_runs_as_a_job_has_tries(user, redis_server, settings, attempts, given_up):
+    """JOB_RETRY_INTERVALS gives a job 3 retries, so 4 tries: a photo that stopped its worker 4 times is failed."""
+    settings.JOB_RETRY_INTERVALS = [10, 60, 300]
+    photo = stored_photo(user, status=PhotoStatus.PROCESSING, attempts=attempts, started_at=timezone.now())
+    outcome = reconcile(grace=0)
+    assert (outcome.failed, outcome.queued) == (([photo.pk], []) if given_up else ([], [photo.pk]))
