@@ -198,3 +198,12 @@ def test_given_up_after_as_many_runs_as_a_job_has_tries(user, redis_server, sett
     photo = stored_photo(user, status=PhotoStatus.PROCESSING, attempts=attempts, started_at=timezone.now())
     outcome = reconcile(grace=0)
     assert (outcome.failed, outcome.queued) == (([photo.pk], []) if given_up else ([], [photo.pk]))
+
+
+def test_a_full_queue_takes_nothing_more(user, redis_server, settings):
+    settings.QUEUE_MAX_DEPTH = 2
+    sum(enqueue_photos([stored_photo(user).pk for _ in range(2)], queue=UPLOADS))
+    waiting = stored_photo(user, status=PhotoStatus.WAITING)
+    outcome = reconcile(grace=0)
+    assert outcome.queued == [] and outcome.held == [waiting.pk]
+    assert get_queue(UPLOADS).count == 2
