@@ -1,15 +1,32 @@
-"""`manage.py runsite`, what `make run` starts: embedded Redis, a worker, gunicorn; one Ctrl-C stops all."""
+"""`manage.py runsite`, what `make run` starts: embedded Redis, a worker, gunicorn, supervised.
+
+Each test runs the real stack on free ports with a var/ of its own. "Every process of the stack" is
+the whole process tree under runsite, walked with psutil and recorded before anything is killed: the
+children run in sessions of their own, so killing a process group would leave them alive.
+"""
+
+from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
+from pathlib import Path
 
 import psutil
+import pytest
 from django.conf import settings
 
+from jobs import redis_server
+from jobs.supervisor import Child, ChildKeepsDying, Supervisor, port_in_use
 from tests.conftest import free_port, wait_for
+
+pytestmark = pytest.mark.skipif(bool(os.environ.get("REDIS_URL")), reason="runs the embedded Redis")
+
+MANAGE = [sys.executable, str(settings.BASE_DIR / "manage.py")]
 
 
 def answers(url: str) -> bool:
@@ -20,21 +37,175 @@ def answers(url: str) -> bool:
         return False
 
 
-def test_runsite_starts_everything_and_ctrl_c_stops_it(tmp_path):
-    port, redis_port = free_port(), free_port()
-    env = dict(os.environ, VAR_DIR=str(tmp_path), PORT=str(port), EMBEDDED_REDIS_PORT=str(redis_port))
-    env.pop("REDIS_URL", None)
-    env.pop("DATABASE_URL", None)
-    manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True)
-    process = subprocess.Popen([*manage, "runsite"], env=env, stdout=subprocess.PIPE, text=True)
+class Stack:
+    """A runsite of its own: free ports, its own var/ (database, Redis data, pid file), output in a file."""
+
+    def __init__(self, var: Path, **env: str) -> None:
+        self.var = var
+        self.port, self.redis_port = free_port(), free_port()
+        self.env = dict(os.environ, VAR_DIR=str(var), PORT=str(self.port), EMBEDDED_REDIS_PORT=str(self.redis_port))
+        self.env.pop("REDIS_URL", None)
+        self.env.pop("DATABASE_URL", None)
+        self.env.pop("SQLITE_PATH", None)
+        self.env.pop("MEDIA_ROOT", None)
+        self.env.update(env)
+        self.log = var / "runsite.log"
+        self.process: subprocess.Popen | None = None
+        subprocess.run([*MANAGE, "migrate", "--noinput", "-v", "0"], env=self.env, check=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def manage(self, *args: str) -> str:
+        return subprocess.run([*MANAGE, *args], env=self.env, check=True, capture_output=True, text=True).stdout
+
+    def start(self) -> subprocess.Popen:
+        before = len(self.output())
+        with open(self.log, "a") as log:
+            self.process = subprocess.Popen([*MANAGE, "runsite"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        started = lambda: "photosite is running at" in self.output()[before:]  # noqa: E731
+        wait_for(lambda: started() or self.process.poll() is not None, timeout=90)
+        assert self.process.poll() is None, self.output()
+        return self.process
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def tree(self) -> list[psutil.Process]:
+        """runsite and every process under it."""
+        root = psutil.Process(self.process.pid)
+        return [root, *root.children(recursive=True)]
+
+    def gone(self, processes: list[psutil.Process]) -> bool:
+        return not [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+    def ports_free(self) -> bool:
+        return not port_in_use("127.0.0.1", self.port) and not port_in_use("127.0.0.1", self.redis_port)
+
+    def kill_everything(self) -> None:
+        """A power cut: SIGKILL every process of the stack at once (recorded first, so none escapes)."""
+        processes = self.tree()
+        for process in processes:
+            process.kill()
+        self.process.wait()
+        psutil.wait_procs(processes, timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            processes = self.tree()
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                for process in processes:
+                    process.kill()
+            psutil.wait_procs(processes, timeout=10)
+
+
+@pytest.fixture
+def stack(tmp_path):
+    stacks: list[Stack] = []
+
+    def make(**env: str) -> Stack:
+        stacks.append(Stack(tmp_path, **env))
+        return stacks[-1]
+
+    yield make
+    for made in stacks:
+        made.stop()
+
+
+def command(process: psutil.Process) -> str:
     try:
-        wait_for(lambda: answers(f"http://127.0.0.1:{port}/accounts/login/"), timeout=60)
-        children = psutil.Process(process.pid).children(recursive=True)
-        commands = " ".join(" ".join(child.cmdline()) for child in children)
-        assert "redis-server" in commands and "rqworker" in commands and "gunicorn" in commands
-        assert (tmp_path / "redis").is_dir()
+        return " ".join(process.cmdline())
+    except psutil.Error:  # gone, or a zombie not yet reaped
+        return ""
+
+
+def commands(processes: list[psutil.Process]) -> str:
+    return " ".join(command(p) for p in processes)
+
+
+def test_ctrl_c_stops_everything(stack):
+    site = stack()
+    site.start()
+    assert answers(f"{site.url}/accounts/login/")
+    processes = site.tree()
+    assert all(name in commands(processes) for name in ("redis-server", "rqworker", "gunicorn"))
+    assert (site.var / "redis").is_dir()
+    assert (site.var / "runsite.pid").read_text().split()[0] == str(site.process.pid)
+    site.process.send_signal(signal.SIGINT)
+    assert site.process.wait(timeout=60) == 0
+    assert site.gone(processes) and site.ports_free()
+    assert not (site.var / "runsite.pid").exists()
+
+
+def test_sighup_and_sigkill_leave_nothing_behind_and_a_second_start_is_refused(stack):
+    site = stack()
+    site.start()
+    second = subprocess.run([*MANAGE, "runsite"], env=site.env, capture_output=True, text=True, timeout=60)
+    assert second.returncode != 0
+    assert f"already running (pid {site.process.pid})" in second.stderr
+
+    # The terminal closes: SIGHUP.
+    processes = site.tree()
+    site.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: site.gone(processes) and site.ports_free(), timeout=15)
+
+    # The OOM killer or `kill -9`: only runsite is killed, its children follow it.
+    site.start()
+    processes = site.tree()
+    assert len(processes) >= 4
+    site.process.kill()
+    wait_for(lambda: site.gone(processes) and site.ports_free(), timeout=15)
+
+    # And it starts again.
+    site.start()
+    assert answers(f"{site.url}/accounts/login/")
+
+
+def test_a_child_that_dies_is_restarted(stack):
+    site = stack()
+    site.start()
+    by_role = {role: p for p in site.tree()[1:] for role in ("redis-server", "rqworker", "gunicorn")
+               if role in command(p) and p.ppid() == site.process.pid}  # fmt: skip
+    for role in ("rqworker", "redis-server"):
+        by_role[role].kill()  # as the out-of-memory killer would
+        wait_for(lambda role=role: f"(pid {by_role[role].pid}) killed by signal 9; restarting" in site.output())
+
+        def back(role=role) -> bool:
+            kids = [p for p in psutil.Process(site.process.pid).children() if role in command(p)]
+            return bool(kids) and kids[0].pid != by_role[role].pid
+
+        wait_for(back, timeout=60)
+    wait_for(lambda: site.output().count("Restarting") == 2, timeout=30)
+    assert site.process.poll() is None, "the site stayed up"
+    assert answers(f"{site.url}/accounts/login/")
+
+
+def test_a_child_that_keeps_dying_stops_the_stack_saying_why(tmp_path):
+    supervisor = Supervisor([Child("crasher", lambda: [sys.executable, "-c", "import sys; sys.exit(3)"])])
+    supervisor.backoff_base = 0.01
+    supervisor.start(supervisor.children[0])
+    with pytest.raises(ChildKeepsDying, match=r"crasher keeps dying \(5 exits in 60 s, the last exited with code 3\)"):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            supervisor.check()
+            time.sleep(0.05)
+    assert supervisor.children[0].starts == 5
+
+
+def test_a_leftover_redis_on_the_port_is_not_taken_for_ours(stack):
+    site = stack()
+    command = [redis_server.binary(), "--port", str(site.redis_port), "--save", "", "--appendonly", "no"]
+    squatter = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: port_in_use("127.0.0.1", site.redis_port), timeout=20)
+        result = subprocess.run([*MANAGE, "runsite"], env=site.env, capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0
+        assert re.search(rf"port {site.redis_port} of the embedded Redis is in use", result.stderr)
+        assert "photosite is running" not in result.stdout
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=120)
-    assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+        squatter.kill()
+        squatter.wait()
