@@ -167,6 +167,8 @@ JOB_RETRY_INTERVALS = [int(s) for s in env_list("JOB_RETRY_INTERVALS", "10,60,30
 RQ_QUEUES = {name: {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT} for name in ("high", "default", "low")}
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "jobs.worker.FaceWorker"}
 RQ_SHOW_ADMIN_LINK = True
+# GET /metrics/ answers staff sessions, and requests with `Authorization: Bearer <METRICS_TOKEN>` when set.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # How often the worker's scheduler runs `reconcile` (seconds).
 RECONCILE_INTERVAL = env_int("RECONCILE_INTERVAL", 300)
 
@@ -195,6 +197,7 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]  # load balancers check over plain HTTP
 if env_bool("BEHIND_HTTPS_PROXY", False):
     # Only behind a proxy that sets (and strips from clients) X-Forwarded-Proto; otherwise it is spoofable.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

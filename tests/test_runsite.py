@@ -7,6 +7,8 @@ children run in sessions of their own, so killing a process group would leave th
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import psutil
@@ -22,7 +25,8 @@ from django.conf import settings
 
 from jobs import redis_server
 from jobs.supervisor import Child, ChildKeepsDying, Supervisor, port_in_use
-from tests.conftest import free_port, wait_for
+from tests.conftest import face_file, free_port, wait_for
+from tests.test_faults import portraits, slow_group_photo
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("REDIS_URL")), reason="runs the embedded Redis")
 
@@ -209,3 +213,71 @@ def test_a_leftover_redis_on_the_port_is_not_taken_for_ours(stack):
     finally:
         squatter.kill()
         squatter.wait()
+
+
+def post_photo(site: Stack, token: str, name: str, data: bytes) -> int:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Authorization": f"Token {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    request = urllib.request.Request(f"{site.url}/api/photos/", data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 202
+        return json.loads(response.read())["id"]
+
+
+def get_json(site: Stack, token: str, path: str) -> dict:
+    request = urllib.request.Request(f"{site.url}{path}", headers={"Authorization": f"Token {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def kill_a_work_horse(site: Stack) -> bool:
+    """SIGKILL the forked process running a job, if one runs (RQ gives it a process group of its own)."""
+    for process in site.tree():
+        if "rqworker" in command(process):
+            for child in process.children():
+                with contextlib.suppress(psutil.Error, ProcessLookupError):
+                    if os.getpgid(child.pid) == child.pid:
+                        child.kill()  # as the out-of-memory killer would
+                        return True
+    return False
+
+
+def test_after_a_power_cut_every_photo_is_done_within_two_minutes_and_none_twice(stack):
+    # Detection at full size: photos take long enough that one is mid-job when the power goes.
+    site = stack(FACES_DETECT_MAX_SIDE="3000")
+    make_token = (
+        "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
+        "print(Token.objects.create(user=User.objects.create_user('alice', password='a long password')).key)"
+    )
+    token = site.manage("shell", "-v", "0", "-c", make_token).strip().splitlines()[-1]
+    site.start()
+    group = slow_group_photo()
+    ids = [post_photo(site, token, "group.jpg", group.read())]
+    ids += [post_photo(site, token, Path(name).name, face_file(name).read_bytes()) for name in portraits(8)]
+    wait_for(lambda: get_json(site, token, f"/api/photos/{ids[0]}/")["status"] == "processing", timeout=120)
+    wait_for(lambda: kill_a_work_horse(site), timeout=60, interval=0.05)
+    site.kill_everything()  # and then the power goes
+
+    site.start()
+    restarted = time.monotonic()
+
+    def finished() -> bool:
+        return all(get_json(site, token, f"/api/photos/{pk}/")["status"] in ("done", "failed") for pk in ids)
+
+    wait_for(finished, timeout=120, interval=1)
+    assert time.monotonic() - restarted < 120
+    photos = [get_json(site, token, f"/api/photos/{pk}/") for pk in ids]
+    assert [photo["status"] for photo in photos] == ["done"] * len(ids), photos
+    assert all(len(photo["faces"]) == 1 for photo in photos[1:])
+    boxes = [face["box"] for face in photos[0]["faces"]]
+    assert len(boxes) >= 8 and len({tuple(box.values()) for box in boxes}) == len(boxes), "no face stored twice"
+    log = site.output()
+    assert [log.count(f"Job OK (photo-{pk})") for pk in ids] == [1] * len(ids), "each photo finished once"
