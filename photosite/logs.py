@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import os
 from datetime import UTC, datetime
 
@@ -60,6 +61,12 @@ class PlainFormatter(logging.Formatter):
 def formatter_class() -> str:
     json_lines = os.environ.get("LOG_FORMAT", "") == "json"
     return "photosite.logs.JsonFormatter" if json_lines else "photosite.logs.PlainFormatter"
+
+
+def configure(config: dict) -> None:
+    """Django's LOGGING_CONFIG: Python's warnings go through logging too, so a JSON log stays all JSON."""
+    logging.captureWarnings(True)
+    logging.config.dictConfig(config)
 
 
 def logging_config(level: str) -> dict:

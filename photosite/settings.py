@@ -232,3 +232,4 @@ LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured("LOG_FORMAT is plain or json")
 LOGGING = logs.logging_config(os.environ.get("LOG_LEVEL", "INFO"))
+LOGGING_CONFIG = "photosite.logs.configure"
