@@ -164,9 +164,14 @@ def test_sighup_and_sigkill_leave_nothing_behind_and_a_second_start_is_refused(s
     site.process.kill()
     wait_for(lambda: site.gone(processes) and site.ports_free(), timeout=15)
 
-    # And it starts again.
+    # And it starts again, stopping what a killed runsite left behind (here, a process its pid file names).
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    started = psutil.Process(leftover.pid).create_time()
+    (site.var / "runsite.pid").write_text(f"{processes[0].pid}\n{leftover.pid} {started}\n")
     site.start()
     assert answers(f"{site.url}/accounts/login/")
+    assert "Stopped 1 process left running by a photosite that was killed." in site.output()
+    assert leftover.wait(timeout=5) is not None
 
 
 def test_a_child_that_dies_is_restarted(stack):

@@ -51,7 +51,9 @@ class Command(BaseCommand):
             raise CommandError(f"{exc}; stop it first (Ctrl-C in its terminal, or kill {exc.pid})") from None
         try:
             if leftovers and (count := stop_leftovers(leftovers)):
-                self.stderr.write(f"Stopped {count} processes left running by a photosite that was killed.")
+                self.stderr.write(
+                    f"Stopped {count} process{'es' if count != 1 else ''} left running by a photosite that was killed."
+                )
             self.run(pid_file, host, port, workers, web_workers)
         finally:
             pid_file.release()
