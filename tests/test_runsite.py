@@ -24,7 +24,7 @@ import pytest
 from django.conf import settings
 
 from jobs import redis_server
-from jobs.supervisor import Child, ChildKeepsDying, Supervisor, port_in_use
+from jobs.supervisor import port_in_use
 from tests.conftest import face_file, free_port, wait_for
 from tests.test_faults import portraits, slow_group_photo
 
@@ -191,18 +191,6 @@ def test_a_child_that_dies_is_restarted(stack):
     wait_for(lambda: site.output().count("Restarting") == 2, timeout=30)
     assert site.process.poll() is None, "the site stayed up"
     assert answers(f"{site.url}/accounts/login/")
-
-
-def test_a_child_that_keeps_dying_stops_the_stack_saying_why(tmp_path):
-    supervisor = Supervisor([Child("crasher", lambda: [sys.executable, "-c", "import sys; sys.exit(3)"])])
-    supervisor.backoff_base = 0.01
-    supervisor.start(supervisor.children[0])
-    with pytest.raises(ChildKeepsDying, match=r"crasher keeps dying \(5 exits in 60 s, the last exited with code 3\)"):
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            supervisor.check()
-            time.sleep(0.05)
-    assert supervisor.children[0].starts == 5
 
 
 def test_a_leftover_redis_on_the_port_is_not_taken_for_ours(stack):
