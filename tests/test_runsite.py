@@ -131,23 +131,12 @@ def commands(processes: list[psutil.Process]) -> str:
     return " ".join(command(p) for p in processes)
 
 
-def test_ctrl_c_stops_everything(stack):
+def test_sighup_sigkill_and_ctrl_c_leave_nothing_behind_and_a_second_start_is_refused(stack):
     site = stack()
     site.start()
-    assert answers(f"{site.url}/accounts/login/")
-    processes = site.tree()
-    assert all(name in commands(processes) for name in ("redis-server", "rqworker", "gunicorn"))
+    assert all(name in commands(site.tree()) for name in ("redis-server", "rqworker", "gunicorn"))
     assert (site.var / "redis").is_dir()
     assert (site.var / "runsite.pid").read_text().split()[0] == str(site.process.pid)
-    site.process.send_signal(signal.SIGINT)
-    assert site.process.wait(timeout=60) == 0
-    assert site.gone(processes) and site.ports_free()
-    assert not (site.var / "runsite.pid").exists()
-
-
-def test_sighup_and_sigkill_leave_nothing_behind_and_a_second_start_is_refused(stack):
-    site = stack()
-    site.start()
     second = subprocess.run([*MANAGE, "runsite"], env=site.env, capture_output=True, text=True, timeout=60)
     assert second.returncode != 0
     assert f"already running (pid {site.process.pid})" in second.stderr
@@ -172,6 +161,13 @@ def test_sighup_and_sigkill_leave_nothing_behind_and_a_second_start_is_refused(s
     assert answers(f"{site.url}/accounts/login/")
     assert "Stopped 1 process left running by a photosite that was killed." in site.output()
     assert leftover.wait(timeout=5) is not None
+
+    # Ctrl-C: a clean stop, in order, and the pid file goes.
+    processes = site.tree()
+    site.process.send_signal(signal.SIGINT)
+    assert site.process.wait(timeout=60) == 0
+    assert site.gone(processes) and site.ports_free()
+    assert not (site.var / "runsite.pid").exists()
 
 
 def test_a_child_that_dies_is_restarted(stack):
