@@ -4,14 +4,20 @@ RQ's worker takes the scheduler lock when it starts. When a crash left the lock 
 gone, the lock expires about 61 s later, but RQ tries again only in its maintenance pass, every 10
 minutes: past-due retries and the scheduled reconcile sit in Redis meanwhile. Likewise a job whose worker
 was killed stays "started" until RQ's maintenance notices it. FaceWorker calls `keep_scheduler_running`
-and `retry_jobs_of_dead_workers` every few seconds instead. A holder is known dead when it ran on this
-host and its process is gone, or when it has not refreshed its lease for STALE_LOCK seconds.
+and `retry_jobs_of_dead_workers` every few seconds instead.
+
+A holder is known dead when its process is gone from this machine, or when it has not refreshed its
+lease for STALE_LOCK seconds. "This machine" is the host name and the pid namespace (`HOST_FIELD`, which
+our workers and schedulers add to their hash in Redis), so that two containers that share a host name do
+not take each other's processes for dead; a worker without that field is left to RQ's own expiry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import os
 import signal
 import socket
 import time
@@ -33,6 +39,17 @@ log = logging.getLogger(__name__)
 # RQ's scheduler refreshes its lock every second; a lease this many seconds old has no live holder.
 STALE_LOCK = 15
 LAST_MOVED_KEY = "photosite:scheduler:last-moved"
+HOST_FIELD = "photosite_host"
+
+
+@functools.cache
+def host_id() -> str:
+    """This machine and pid namespace: where a pid means the same process."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{socket.gethostname()}/{namespace}"
 
 
 class Scheduler(RQScheduler):
@@ -41,6 +58,10 @@ class Scheduler(RQScheduler):
     def work(self) -> None:
         die_with_parent(signal.SIGKILL)  # a scheduler outliving its worker would hold the lock for nothing
         super().work()
+
+    def register_birth(self) -> None:
+        super().register_birth()
+        self.connection.hset(self.key, HOST_FIELD, host_id())
 
     def enqueue_scheduled_jobs(self) -> None:
         if not self._scheduled_job_registries and self._acquired_locks:
@@ -52,7 +73,7 @@ class Scheduler(RQScheduler):
 
 
 def _process_gone(pid: int, alive_at: datetime | None) -> bool:
-    """Whether pid (on this host) is not the process that was alive at alive_at (it died, or was reused)."""
+    """Whether pid (on this machine) is not the process that was alive at alive_at (it died, or was reused)."""
     try:
         started = psutil.Process(pid).create_time()
     except psutil.NoSuchProcess:
@@ -62,14 +83,22 @@ def _process_gone(pid: int, alive_at: datetime | None) -> bool:
     return alive_at is not None and started > alive_at.timestamp()
 
 
+def _dead_here(data: dict[str, str]) -> bool:
+    """Whether the worker or scheduler this hash describes ran on this machine and its process is gone."""
+    if data.get(HOST_FIELD) != host_id() or not data.get("pid", "").isdigit() or int(data["pid"]) <= 0:
+        return False
+    heartbeat = utcparse(data["last_heartbeat"]) if data.get("last_heartbeat") else None
+    return _process_gone(int(data["pid"]), heartbeat)
+
+
+def _decoded(raw: dict) -> dict[str, str]:
+    return {as_text(k): as_text(v) for k, v in raw.items()}
+
+
 def _scheduler_dead(connection: Redis, holder: str, lease_left: int, lease: int) -> bool:
     if lease_left >= 0 and lease - lease_left > STALE_LOCK:
         return True
-    data = {as_text(k): as_text(v) for k, v in connection.hgetall(SCHEDULER_KEY_TEMPLATE % holder).items()}
-    if data.get("hostname") != socket.gethostname() or not data.get("pid", "0").isdigit():
-        return False
-    heartbeat = utcparse(data["last_heartbeat"]) if data.get("last_heartbeat") else None
-    return int(data["pid"]) > 0 and _process_gone(int(data["pid"]), heartbeat)
+    return _dead_here(_decoded(connection.hgetall(SCHEDULER_KEY_TEMPLATE % holder)))
 
 
 def release_dead_scheduler_locks(connection: Redis, queue_names: list[str], lease: int = 61) -> list[str]:
@@ -95,35 +124,57 @@ def keep_scheduler_running(worker: Worker) -> None:
     scheduler.acquire_locks(auto_start=True)
 
 
-def _worker_dead(worker: Worker) -> bool:
-    if worker.hostname != socket.gethostname() or not worker.pid:
-        return False
-    return _process_gone(worker.pid, worker.last_heartbeat)
+def mark_host(worker: Worker) -> None:
+    """Called when a worker is born: note which machine it runs on, in its own hash (gone with it)."""
+    worker.connection.hset(worker.key, HOST_FIELD, host_id())
+
+
+def _dead_workers(connection: Redis) -> list[str]:
+    """Names of the registered workers that ran on this machine and whose process is gone (two round trips)."""
+    keys = sorted(as_text(key) for key in connection.smembers(Worker.redis_workers_keys))
+    with connection.pipeline(transaction=False) as pipeline:
+        for key in keys:
+            pipeline.hmget(key, [HOST_FIELD, "pid", "last_heartbeat"])
+        found = pipeline.execute()
+    dead = []
+    for key, (host, pid, heartbeat) in zip(keys, found, strict=True):
+        data = {
+            HOST_FIELD: as_text(host or b""),
+            "pid": as_text(pid or b""),
+            "last_heartbeat": as_text(heartbeat or b""),
+        }
+        if _dead_here(data):
+            dead.append(key.removeprefix(Worker.redis_worker_namespace_prefix))
+    return dead
 
 
 def retry_jobs_of_dead_workers(connection: Redis, queue_names: list[str]) -> int:
-    """Jobs started by a worker of this host whose process is gone are retried now, not minutes later.
+    """Jobs started by a worker of this machine whose process is gone are retried now, not minutes later.
 
     They are marked expired in their started registry and RQ's own cleanup retries them (or fails them
     when no retry is left); the dead worker is unregistered. Returns how many jobs were handed back.
     """
-    dead = {worker.name: worker for worker in Worker.all(connection=connection) if _worker_dead(worker)}
+    dead = set(_dead_workers(connection))
     if not dead:
         return 0
     count = 0
     for name in queue_names:
         registry = Queue(name, connection=connection).started_job_registry
+        expired = 0
         for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
             with contextlib.suppress(ValueError):  # the execution ended meanwhile
                 execution = Execution.fetch(execution_id, job_id, connection)
                 if execution.worker_name in dead:
                     connection.zadd(registry.key, {execution.composite_key: 1}, xx=True)
-                    count += 1
-        if count:
+                    expired += 1
+        if expired:
             registry.cleanup()
-    for worker in dead.values():
-        log.warning("Worker %s (pid %s on this host) is gone: unregistered, its jobs retried", worker.name, worker.pid)
-        worker.register_death()
+            count += expired
+    for name in dead:
+        worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=connection)
+        if worker is not None:
+            log.warning("Worker %s (pid %s, this machine) is gone: unregistered, its jobs retried", name, worker.pid)
+            worker.register_death()
     return count
 
 

@@ -103,6 +103,10 @@ class FaceWorker(RidesOutRedisOutages, Worker):
             log.info("job %s %s in %d ms", job.id, "finished" if ok else "failed", duration_ms,
                      extra={**fields, "duration_ms": duration_ms})  # fmt: skip
 
+    def register_birth(self) -> None:
+        super().register_birth()
+        recovery.mark_host(self)  # so that a worker of this machine can tell, after a crash, that it is dead
+
     def fork_work_horse(self, job, queue) -> None:
         # A forked child must not share the parent's database socket.
         connections.close_all()

@@ -29,7 +29,8 @@ def dead_pid() -> int:
 def leave_a_dead_schedulers_lock(redis, lease: int = 61) -> None:
     """What a scheduler killed with its machine leaves: its locks with a fresh lease, its hash."""
     redis.hset(SCHEDULER_KEY_TEMPLATE % "dead", mapping={
-        "name": "dead", "hostname": socket.gethostname(), "pid": dead_pid(), "queues": ",".join(QUEUE_NAMES),
+        "name": "dead", "hostname": socket.gethostname(), recovery.HOST_FIELD: recovery.host_id(), "pid": dead_pid(),
+        "queues": ",".join(QUEUE_NAMES),
         "created_at": utcformat(utcnow()), "last_heartbeat": utcformat(utcnow()),
     })  # fmt: skip
     for name in QUEUE_NAMES:
@@ -43,10 +44,10 @@ def test_a_lock_whose_holder_is_gone_is_released_at_once(redis_server):
     assert not redis.exists(RQScheduler.get_locking_key(UPLOADS))
 
 
-def test_a_lock_on_another_host_is_released_once_its_lease_is_stale(redis_server):
+def test_a_lock_from_another_machine_is_released_once_its_lease_is_stale(redis_server):
     redis = redis_server.client()
     leave_a_dead_schedulers_lock(redis)
-    redis.hset(SCHEDULER_KEY_TEMPLATE % "dead", "hostname", "elsewhere")
+    redis.hset(SCHEDULER_KEY_TEMPLATE % "dead", recovery.HOST_FIELD, "another-container/4026531836")
     assert recovery.release_dead_scheduler_locks(redis, [UPLOADS]) == [], "fresh, and we cannot see its process"
     redis.expire(RQScheduler.get_locking_key(UPLOADS), 61 - recovery.STALE_LOCK - 1)
     assert recovery.release_dead_scheduler_locks(redis, [UPLOADS]) == [UPLOADS]
@@ -85,6 +86,8 @@ def test_a_dead_workers_started_job_is_retried_and_the_worker_unregistered(user,
     worker.prepare_execution(job)
     worker.prepare_job_execution(job)
     redis.hset(worker.key, "pid", dead_pid())
+    assert recovery.retry_jobs_of_dead_workers(redis, list(QUEUE_NAMES)) == 0, "a worker that did not say where"
+    recovery.mark_host(worker)
     assert queue.started_job_registry.count == 1
     assert recovery.retry_jobs_of_dead_workers(redis, list(QUEUE_NAMES)) == 1
     assert queue.started_job_registry.count == 0
