@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from redis import Redis
+from redis.commands.core import Script
 from rq import Queue
 from rq.job import Job
 
@@ -93,8 +94,8 @@ def record_job(connection: Redis, job: Job, queue: str, ended: float | None = No
     started = job.started_at.timestamp() if job.started_at else ended
     wait = max(0.0, started - job.enqueued_at.timestamp()) if job.enqueued_at else 0.0
     run = max(0.0, ended - started)
-    queues = _queue_keys(connection)
-    connection.register_script(_RECORD)(
+    queues = _queue_keys()
+    _script(connection, _RECORD)(
         keys=[histogram_key("wait", queue), histogram_key("run", queue), TOTALS_KEY, minute_key(int(ended // 60)),
               *queues.values()],
         args=[bucket(wait, WAIT_BUCKETS), wait, bucket(run, RUN_BUCKETS), run, queue,
@@ -104,13 +105,24 @@ def record_job(connection: Redis, job: Job, queue: str, ended: float | None = No
 
 
 def sample_depth(connection: Redis) -> None:
-    queues = _queue_keys(connection)
+    queues = _queue_keys()
     minute = minute_key(int(time.time() // 60))
-    connection.register_script(_DEPTH)(keys=[minute, *queues.values()], args=[SERIES_TTL, *queues])
+    _script(connection, _DEPTH)(keys=[minute, *queues.values()], args=[SERIES_TTL, *queues])
 
 
-def _queue_keys(connection: Redis) -> dict[str, str]:
-    return {name: Queue(name, connection=connection).key for name in QUEUE_NAMES}
+def _queue_keys() -> dict[str, str]:
+    return {name: Queue.redis_queue_namespace_prefix + name for name in QUEUE_NAMES}
+
+
+_scripts: dict[tuple[int, str], Script] = {}
+
+
+def _script(connection: Redis, source: str) -> Script:
+    """One Script per client: it runs as EVALSHA, loading itself once if Redis does not know it yet."""
+    key = (id(connection), source)
+    if key not in _scripts:
+        _scripts[key] = connection.register_script(source)
+    return _scripts[key]
 
 
 @dataclass
