@@ -69,3 +69,11 @@ def test_the_database_down_is_503(client, redis_server, monkeypatch):
     monkeypatch.setattr(health, "_database_answers", lambda: False)  # a unit check of the verdict only
     response = client.get("/health/")
     assert response.status_code == 503 and response.json()["problems"][0] == "database: unreachable"
+
+
+def test_cheap_one_database_query_whatever_the_workers(client, redis_server, django_assert_num_queries):
+    for number in range(5):
+        ghost = Worker([get_queue(UPLOADS)], connection=redis_server.client(), name=f"w{number}")
+        ghost.register_birth()
+    with django_assert_num_queries(1):
+        assert client.get("/health/").json()["workers"] == 5
