@@ -98,10 +98,10 @@ class FaceWorker(RidesOutRedisOutages, Worker):
             except Exception:  # figures must never fail a job
                 log.warning("Worker %s: could not record the figures of job %s", self.name, job.id, exc_info=True)
             started = job.started_at.timestamp() if job.started_at else time.time()
-            fields = {"job_id": job.id, "queue": queue.name, "photo_id": job.meta.get("photo_id")}
             duration_ms = round((time.time() - started) * 1000)
-            log.info("job %s %s in %d ms", job.id, "finished" if ok else "failed", duration_ms,
-                     extra={**fields, "duration_ms": duration_ms})  # fmt: skip
+            fields = {"job_id": job.id, "queue": queue.name, "photo_id": job.meta.get("photo_id")}
+            outcome = "finished" if ok else "failed"
+            log.info("job %s %s in %d ms", job.id, outcome, duration_ms, extra={**fields, "duration_ms": duration_ms})
 
     def register_birth(self) -> None:
         super().register_birth()
@@ -192,10 +192,16 @@ class FaceWorker(RidesOutRedisOutages, Worker):
     def _housekeeping(self) -> None:
         """Every few seconds while idle: recover from a crash, sample the queue depths for the charts."""
         now = time.monotonic()
-        if now - self._recovered_at >= self.recovery_interval:
-            self._recovered_at = now
-            recovery.keep_scheduler_running(self)
-            recovery.retry_jobs_of_dead_workers(self.connection, self.queue_names())
-        if now - self._depth_sampled_at >= self.depth_sample_interval:
-            self._depth_sampled_at = now
-            stats.sample_depth(self.connection)
+        try:
+            if now - self._recovered_at >= self.recovery_interval:
+                self._recovered_at = now
+                recovery.keep_scheduler_running(self)
+                recovery.retry_jobs_of_dead_workers(self.connection, self.queue_names())
+            if now - self._depth_sampled_at >= self.depth_sample_interval:
+                self._depth_sampled_at = now
+                stats.sample_depth(self.connection)
+        except (ConnectionError, TimeoutError):
+            raise  # the caller waits for Redis
+        except Exception:
+            # As for reconcile: RQ's work loop would quit on it; log it and try again next time instead.
+            log.exception("Worker %s: housekeeping failed", self.name)

@@ -91,7 +91,8 @@ class Stack:
         """A power cut: SIGKILL every process of the stack at once (recorded first, so none escapes)."""
         processes = self.tree()
         for process in processes:
-            process.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):  # one that just ended, say the horse killed before
+                process.kill()
         self.process.wait()
         psutil.wait_procs(processes, timeout=10)
 
