@@ -331,7 +331,7 @@ class S3Media:
         self.env = server.env(bucket, prefix)
         self.client = server.client()
 
-    def keys(self, folder: str = "") -> list[str]:
+    def names(self, folder: str = "") -> list[str]:
         """Stored names (without the prefix) under a top folder."""
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
         keys = [item["Key"].removeprefix(f"{self.prefix}/") for page in pages for item in page.get("Contents", [])]
