@@ -26,6 +26,7 @@ def processed_photo(api, run_jobs) -> Photo:
     return Photo.objects.get(pk=photo_id)
 
 
+@pytest.mark.multihost
 def test_media_check_on_s3_finds_a_deleted_object_and_an_orphan(s3_media, api, run_jobs, staff_client):
     photo = processed_photo(api, run_jobs)
     s3_media.client.delete_object(Bucket=s3_media.bucket, Key=f"site/{photo.thumbnail.name}")

@@ -15,7 +15,7 @@ from django.test import Client
 from recognition.models import Photo, PhotoStatus
 from tests.conftest import upload_of
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.multihost]
 
 
 def upload(api, relative: str):
