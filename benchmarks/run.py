@@ -268,6 +268,8 @@ def table(figures: dict, checks: list[dict]) -> str:
     for key, label, fmt in ROWS:
         if key in figures:
             lines.append(f"| {label} | `{key}` | {fmt.format(figures[key])} |")
+    if not checks:
+        return "\n".join(lines)
     lines += ["", "| Target | Measured | Holds |", "|---|---|---|"]
     for check in checks:
         lines.append(f"| {check['target']} | {check['measured']} | {'yes' if check['holds'] else '**no**'} |")
@@ -293,8 +295,9 @@ def main(argv: list[str] | None = None) -> None:
             checks.append({"target": target.name, "measured": f"missing {exc}", "holds": False})
     info["load_average_at_end"] = os.getloadavg()[0]
     mode = "quick" if args.quick else "full"
+    naive = f", naive loop on {figures['naive_photos']}" if "naive_photos" in figures else ""
     print(f"\n{info['cpu_model']}, {info['cpu_cores']} cores, {mode} run, {figures['photos']} photos "
-          f"({figures['faces_placed']} faces), naive loop on {figures['naive_photos']}\n")  # fmt: skip
+          f"({figures['faces_placed']} faces){naive}\n")  # fmt: skip
     print(table(figures, checks))
     shares = {k.removeprefix("others_cpu_share_"): v for k, v in figures.items() if k.startswith("others_cpu_share_")}
     print("\nShare of the machine's CPU that other processes took during each step (noise): "

@@ -54,9 +54,8 @@ def process_photo(photo_id: int) -> dict:
 
 def store_results(photo: Photo, analysis: engine.Analysis) -> None:
     # The images pages show, made here from the decoded preview: a request never decodes an original.
-    photo.width = analysis.width
     photo.store_renditions(analysis.preview)
-    crops = photo.store_face_crops(analysis.preview, [face.box for face in analysis.faces])
+    crops = photo.store_face_crops(analysis.preview, [face.box for face in analysis.faces], analysis.width)
     with transaction.atomic():
         photo.replace_faces(analysis, crops)
         alerts = photo.apply_matches(Gallery.for_owner(photo.owner_id))

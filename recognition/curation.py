@@ -138,7 +138,7 @@ def delete_references(references) -> None:
     """Delete reference rows, and their files once the deletion is committed."""
     names = {name for pair in references.values_list("image", "thumbnail") for name in pair if name}
     references.delete()
-    _delete_files_on_commit(sorted(names))
+    storage.delete_on_commit(sorted(names))
 
 
 @transaction.atomic
@@ -146,17 +146,7 @@ def delete_photo(photo: Photo) -> None:
     """Delete a photo, its faces and alerts, and its files; references named from its faces stay."""
     names = photo.file_names()
     photo.delete()
-    _delete_files_on_commit(names)
-
-
-def _delete_files_on_commit(names: list[str]) -> None:
-    """Files go once the rows are gone; storage down then leaves orphans for `media_check --fix`."""
-
-    def remove() -> None:
-        for name in names:
-            storage.delete(name)
-
-    transaction.on_commit(remove, robust=True)
+    storage.delete_on_commit(names)
 
 
 def reprocess_photo(photo: Photo) -> None:

@@ -69,7 +69,7 @@ def store_new_file(manager: models.Manager, **fields) -> models.Model:
         for field in instance._meta.fields:
             stored = getattr(instance, field.attname) if isinstance(field, models.FileField) else None
             if stored and stored._committed:
-                transaction.on_commit(lambda name=stored.name: storage.delete(name), robust=True)
+                storage.delete_on_commit([stored.name])
         raise
     return instance
 
@@ -166,9 +166,6 @@ class ReferencePhoto(models.Model):
         ReferencePhoto.objects.filter(pk=self.pk).update(thumbnail=name)
         self.thumbnail = name
 
-    def file_names(self) -> list[str]:
-        return [name for name in {self.image.name, self.thumbnail.name} if name]
-
 
 class Photo(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
@@ -226,17 +223,17 @@ class Photo(models.Model):
             for field, name in names.items():
                 setattr(self, field, name)
 
-    def store_face_crops(self, image: Image.Image, boxes: list[Box]) -> list[str]:
-        """A stored crop of each box, from the job's preview; returns their names in order."""
+    def store_face_crops(self, image: Image.Image, boxes: list[Box], original_width: int) -> list[str]:
+        """A stored crop of each box (in the original's pixels), from an upright preview; their names in order."""
         return [
-            storage.save(face_path(self, "f.jpg"), renditions.face_jpeg(image, box, self.width or image.width))
-            for box in boxes
+            storage.save(face_path(self, "f.jpg"), renditions.face_jpeg(image, box, original_width)) for box in boxes
         ]
 
     def store_missing_crops(self, image: Image.Image) -> int:
         """Crops for faces stored before crops were (the backfill job)."""
         faces = list(self.faces.filter(crop=""))
-        for face, name in zip(faces, self.store_face_crops(image, [f.box for f in faces]), strict=True):
+        names = self.store_face_crops(image, [face.box for face in faces], self.width or image.width)
+        for face, name in zip(faces, names, strict=True):
             Face.objects.filter(pk=face.pk).update(crop=name)
         return len(faces)
 
@@ -273,8 +270,7 @@ class Photo(models.Model):
             Alert.objects.filter(face=old).update(face=new)
             ReferencePhoto.objects.filter(source_face=old).update(source_face=new)
         Face.objects.filter(pk__in=[f.pk for f in old_faces]).delete()
-        old_crops = [face.crop.name for face in old_faces if face.crop]
-        transaction.on_commit(lambda: [storage.delete(name) for name in old_crops], robust=True)
+        storage.delete_on_commit([face.crop.name for face in old_faces if face.crop])
         Photo.objects.filter(pk=self.pk).update(width=analysis.width, height=analysis.height)
         self.width, self.height = analysis.width, analysis.height
         return new_faces

@@ -8,6 +8,7 @@ StorageUnavailable; a missing file stays FileNotFoundError.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -19,6 +20,9 @@ from typing import IO
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, default_storage
+from django.db import transaction
+
+log = logging.getLogger(__name__)
 
 # A job's copy of an original stays in memory up to this size, then spills to a temporary file.
 SPOOL_BYTES = 1024 * 1024
@@ -76,6 +80,23 @@ def save(name: str, data: bytes) -> str:
 def delete(name: str) -> None:
     with reporting_outages("deleting a file"):
         media_storage().delete(name)
+
+
+def delete_on_commit(names: list[str]) -> None:
+    """Delete files once the rows that point to them are gone for good.
+
+    Storage down then leaves them as orphans, which `manage.py media_check --fix` finds and deletes."""
+    if not names:
+        return
+
+    def remove() -> None:
+        for name in names:
+            try:
+                delete(name)
+            except StorageUnavailable as exc:
+                log.warning("left %s in storage for media_check --fix: %s", name, exc)
+
+    transaction.on_commit(remove, robust=True)
 
 
 @contextlib.contextmanager

@@ -6,8 +6,15 @@ Photos processed before are given their pictures by a job (asked for by the medi
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
@@ -16,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFile
 from jobs.enqueue import BULK, get_queue
 from recognition import renditions
 from recognition.models import Face, Photo, PhotoStatus, ReferencePhoto
-from tests.conftest import face_file, upload_of
+from tests.conftest import face_file, free_port, upload_of, wait_for, worker_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,6 +87,58 @@ def test_a_media_request_never_decodes_an_original(api, owner, run_jobs, decodes
     assert response.status_code == 302
     assert ReferencePhoto.objects.get(source_face=face).thumbnail
     assert decodes and all(w * h <= renditions.RENDITION_MAX_PIXELS for w, h in decodes)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def test_gunicorn_serving_a_huge_photo_stays_small(api, user, run_jobs, redis_server):
+    """The memory a web process needs to serve a 48 MP photo's pages 30 times: no decode, so no growth
+    of the size of one (at least 144 MB of RGB pixels)."""
+    photo_id = api.post("/api/photos/", {"image": huge_png_with_a_face()}).json()["id"]
+    run_jobs()
+    face = Photo.objects.get(pk=photo_id).faces.get()
+    client = Client()
+    client.force_login(user)
+    cookie = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"}
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "photosite.wsgi", "--bind", f"127.0.0.1:{port}",
+               "--workers", "1", "--threads", "4"]  # fmt: skip
+    server = subprocess.Popen(command, cwd=settings.BASE_DIR, env=worker_environment(redis_server.url),
+                              start_new_session=True)  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: fetch(base + "/accounts/login/") == 200, timeout=60, interval=0.2)
+        [worker] = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        urls = [
+            f"/media/photos/{photo_id}/web.jpg",
+            f"/media/photos/{photo_id}/thumb.jpg",
+            f"/media/faces/{face.pk}.jpg",
+        ]
+        assert all(fetch(base + url, cookie) == 200 for url in urls)
+        before = peak_rss_mb(int(worker))
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda url: fetch(base + url, cookie), urls * 10))
+        assert answers == [200] * 30
+        assert peak_rss_mb(int(worker)) - before < 50
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def fetch(url: str, headers: dict | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=60) as answer:
+            answer.read()
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except urllib.error.URLError:
+        return 0
 
 
 def test_a_rendition_larger_than_any_we_make_is_refused_from_its_header():

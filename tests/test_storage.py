@@ -12,8 +12,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 
-from recognition.models import Photo, PhotoStatus
-from tests.conftest import upload_of
+from recognition.models import Photo, PhotoStatus, ReferencePhoto
+from tests.conftest import upload_of, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.multihost]
 
@@ -89,7 +89,7 @@ def test_media_redirect_gives_a_short_lived_signed_url(s3_media, settings, api, 
 
 
 def test_storage_down_upload_503_job_fails_then_reprocess_recovers(
-    s3_media, s3_server, settings, api, user, redis_server, start_worker
+    s3_media, s3_server, settings, api, client, user, redis_server, start_worker
 ):
     settings.JOB_RETRY_INTERVALS = [1, 1]
     queued_id = upload(api, "people/obama/senate.jpg").json()["id"]  # stored while storage was up
@@ -100,11 +100,16 @@ def test_storage_down_upload_503_job_fails_then_reprocess_recovers(
     assert refused.status_code == 503, refused.content
     assert int(refused["Retry-After"]) > 0 and "nothing was stored" in refused.json()["error"]
     assert Photo.objects.count() == 1 and s3_media.names() == keys_before
+    person_id = api.post("/api/people/", {"name": "Obama"}, format="json").json()["id"]
+    reference = api.post(f"/api/people/{person_id}/references/", {"image": upload_of("people/obama/senate.jpg")})
+    assert reference.status_code == 503 and reference["Retry-After"]
+    assert not ReferencePhoto.objects.exists() and s3_media.names() == keys_before
+    client.force_login(user)
+    media = client.get(f"/media/photos/{queued_id}/original")
+    assert media.status_code == 503 and media["Retry-After"]
 
     # The queued photo's job cannot read it: it retries with backoff (a real worker and its scheduler).
     worker = start_worker("--with-scheduler", **s3_media.env)
-    from tests.conftest import wait_for
-
     wait_for(lambda: Photo.objects.get(pk=queued_id).status == PhotoStatus.FAILED, timeout=120)
     photo = Photo.objects.get(pk=queued_id)
     assert photo.error.startswith("Storage unavailable") and photo.attempts == 3
