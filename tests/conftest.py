@@ -215,16 +215,17 @@ def photos_finished(ids: list[int]) -> bool:
 
 
 class Relay:
-    """A TCP relay in front of the S3 server that a test stops and starts, as an outage does (moto keeps
-    its objects in memory, so the server itself cannot be restarted without losing them)."""
+    """A TCP relay to a local port: in front of the S3 server, that a test stops and starts as an outage
+    does (moto keeps its objects in memory, so the server itself cannot be restarted without losing
+    them); and from another address (a network namespace's link) to a service on 127.0.0.1."""
 
-    def __init__(self, port: int, target: int) -> None:
-        self.port, self.target = port, target
+    def __init__(self, port: int, target: int, host: str = "127.0.0.1") -> None:
+        self.port, self.target, self.host = port, target, host
         self.listener: socket.socket | None = None
         self.sockets: set[socket.socket] = set()
 
     def start(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR: the same port again
+        self.listener = socket.create_server((self.host, self.port))  # SO_REUSEADDR: the same port again
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
     def stop(self) -> None:
