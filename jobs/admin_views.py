@@ -29,6 +29,7 @@ def queues_page(request: HttpRequest) -> HttpResponse:
             failed_jobs=monitoring.failed_jobs(),
             scheduler=recovery.scheduler_state(monitoring.connection(), UPLOADS),
             charts=charts.windows(monitoring.connection()),
+            media_check=monitoring.media_check(),
         )
     except RedisError as exc:
         # The database figures still help; say plainly what is missing.

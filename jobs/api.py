@@ -62,11 +62,26 @@ class FailedJobSerializer(serializers.Serializer):
     attempts = serializers.IntegerField()
 
 
+class MediaCheckSerializer(serializers.Serializer):
+    """The figures of the last `manage.py media_check`."""
+
+    checked_at = serializers.DateTimeField()
+    referenced = serializers.IntegerField()
+    files = serializers.IntegerField()
+    bytes = serializers.IntegerField()
+    missing_count = serializers.IntegerField()
+    orphan_count = serializers.IntegerField()
+    orphan_bytes = serializers.IntegerField()
+    too_young = serializers.IntegerField()
+    deleted = serializers.IntegerField()
+
+
 class SnapshotSerializer(serializers.Serializer):
     queues = QueueSerializer(many=True)
     photos = PhotoFiguresSerializer()
     workers = WorkerSerializer(many=True)
     failed_jobs = FailedJobSerializer(many=True)
+    media_check = MediaCheckSerializer(allow_null=True, help_text="null until media_check has run")
 
 
 @extend_schema(responses={200: SnapshotSerializer, 503: error("Redis is unavailable")})

@@ -53,7 +53,8 @@ class UploadThrottle(UserRateThrottle):
 
 
 def rejected(exc: UploadRejected) -> Response:
-    return Response({"error": exc.message}, status=exc.status)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return Response({"error": exc.message}, status=exc.status, headers=headers)
 
 
 class PersonBriefSerializer(serializers.ModelSerializer):
@@ -150,6 +151,7 @@ class SeenSerializer(serializers.Serializer):
 
 TOO_LARGE = error("The file is larger than PHOTO_MAX_BYTES (refused from Content-Length, before the body)")
 NOT_AN_IMAGE = error("Not an image, an empty file, or no file in `image`")
+STORAGE_DOWN = error("Media storage is unavailable; nothing was stored. Try again after Retry-After seconds")
 
 
 def _fake(view) -> bool:
@@ -168,6 +170,7 @@ def _fake(view) -> bool:
             200: OpenApiResponse(UploadAnswerSerializer, description="A file you uploaded before: its photo"),
             400: NOT_AN_IMAGE,
             413: TOO_LARGE,
+            503: STORAGE_DOWN,
         },
     ),
     reprocess=extend_schema(request=None, responses={202: PhotoStateSerializer}),
@@ -218,7 +221,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 @extend_schema_view(
     references=extend_schema(
         request={"multipart/form-data": UploadSerializer},
-        responses={202: ReferenceAnswerSerializer, 400: NOT_AN_IMAGE, 413: TOO_LARGE},
+        responses={202: ReferenceAnswerSerializer, 400: NOT_AN_IMAGE, 413: TOO_LARGE, 503: STORAGE_DOWN},
     ),
 )
 class PersonViewSet(viewsets.ModelViewSet):
