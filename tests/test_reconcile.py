@@ -207,3 +207,21 @@ def test_a_full_queue_takes_nothing_more(user, redis_server, settings):
     outcome = reconcile(grace=0)
     assert outcome.queued == [] and outcome.held == [waiting.pk]
     assert get_queue(UPLOADS).count == 2
+
+
+def test_photos_queued_within_the_grace_period_are_counted_and_the_way_to_include_them_is_said(api, redis_server):
+    for name in ("nofaces/cat.png", "nofaces/coffee.jpg"):
+        api.post("/api/photos/", {"image": upload_of(name)})
+    redis_server.client().flushall()
+    out = StringIO()
+    call_command("reconcile", stdout=out)
+    assert (
+        out.getvalue()
+        .strip()
+        .endswith(
+            "queued 0 again, 0 left waiting (queue full), 0 marked failed; queued 0 reference photos again; "
+            "left alone 2 unfinished photos queued within the last 60 s "
+            "(their job may still be on its way to Redis; --grace 0 includes them)"
+        )
+    )
+    assert "queued 2 again" in run_reconcile()
