@@ -271,3 +271,11 @@ def test_loading_the_models_keeps_truncated_images_unreadable(monkeypatch):
     engine.load_models()
     with pytest.raises(engine.UnreadableImage, match="damaged or incomplete"):
         engine.open_image(images.truncated(images.PORTRAIT, 0.5))
+
+
+def test_a_large_photo_is_decoded_no_larger_than_the_detection_size():
+    big = images.real(images.PORTRAIT).resize((2730, 3411))
+    data = io.BytesIO()
+    big.save(data, format="JPEG", quality=90)
+    image, width, height = engine.open_image(data.getvalue(), max_side=1200)
+    assert max(image.size) == 1200 and (width, height) == (2730, 3411)

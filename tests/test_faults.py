@@ -283,10 +283,11 @@ def test_work_horse_killed_mid_job_is_retried(api, obama, start_worker, settings
 
 
 def test_worker_killed_mid_job_another_worker_finishes_it(api, obama, start_worker, logs):
-    """The whole worker dies (parent and work horse, as when its machine fails); a new worker takes over.
+    """The whole worker dies (parent and work horse); a new worker on the same machine takes over.
 
-    RQ still holds the job as started, so it is the scheduled reconcile that queues the photo again, once
-    it has been processing for longer than the job timeout allows (here: its start is set back in time).
+    RQ still holds the job as started. The new worker sees its owner's process is gone and retries the job
+    (jobs.recovery); the scheduled reconcile, which runs meanwhile, leaves a photo whose retry is scheduled
+    alone, even one whose start is set back past the job timeout: it runs once more, not twice.
     """
     photo_id, held = held_upload(api)
     first = start_worker(**SCHEDULED)
@@ -301,7 +302,9 @@ def test_worker_killed_mid_job_another_worker_finishes_it(api, obama, start_work
 
     start_worker("--with-scheduler", **SCHEDULED)
     wait_until_done([photo_id], timeout=300)
-    assert "checked 1 unfinished photos: queued 1 again" in logs.read()
+    text = logs.read()
+    assert "is gone: unregistered, its jobs retried" in text
+    assert "Job OK (reconcile)" in text and "unfinished photos: queued" not in text
     assert_processed_once(photo_id, obama, logs, attempts=2)
 
 

@@ -200,13 +200,15 @@ def test_given_up_after_as_many_runs_as_a_job_has_tries(user, redis_server, sett
     assert (outcome.failed, outcome.queued) == (([photo.pk], []) if given_up else ([], [photo.pk]))
 
 
-def test_a_full_queue_takes_nothing_more(user, redis_server, settings):
+@pytest.mark.parametrize("queued", [2, 3])
+def test_a_full_queue_takes_nothing_more(user, redis_server, settings, queued):
+    """At the depth, or past it (the depth was lowered), the waiting photos stay waiting."""
     settings.QUEUE_MAX_DEPTH = 2
-    sum(enqueue_photos([stored_photo(user).pk for _ in range(2)], queue=UPLOADS))
-    waiting = stored_photo(user, status=PhotoStatus.WAITING)
+    sum(enqueue_photos([stored_photo(user).pk for _ in range(queued)], queue=UPLOADS))
+    waiting = [stored_photo(user, status=PhotoStatus.WAITING).pk for _ in range(2)]
     outcome = reconcile(grace=0)
-    assert outcome.queued == [] and outcome.held == [waiting.pk]
-    assert get_queue(UPLOADS).count == 2
+    assert outcome.queued == [] and outcome.held == waiting
+    assert get_queue(UPLOADS).count == queued
 
 
 def test_photos_queued_within_the_grace_period_are_counted_and_the_way_to_include_them_is_said(api, redis_server):

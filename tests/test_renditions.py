@@ -35,14 +35,45 @@ def owner(user) -> Client:
     return client
 
 
+class Decoded:
+    """Image sizes decoded by this process and by the work horses run_jobs forks: all append to one file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.clear()
+
+    def add(self, size: tuple[int, int]) -> None:
+        with open(self.path, "a") as log:
+            log.write(f"{size[0]} {size[1]}\n")
+
+    def clear(self) -> None:
+        self.path.write_text("")
+
+    def sizes(self) -> list[tuple[int, int]]:
+        return [tuple(int(n) for n in line.split()) for line in self.path.read_text().splitlines()]
+
+    def __iter__(self):
+        return iter(self.sizes())
+
+    def __contains__(self, size) -> bool:
+        return tuple(size) in self.sizes()
+
+    def __eq__(self, other) -> bool:
+        return self.sizes() == list(other)
+
+    def __bool__(self) -> bool:
+        return bool(self.sizes())
+
+
 @pytest.fixture
-def decodes(monkeypatch) -> list[tuple[int, int]]:
-    """The size of every image Pillow decodes from now on (a spy: decoding still happens)."""
-    seen: list[tuple[int, int]] = []
+def decodes(monkeypatch, tmp_path) -> Decoded:
+    """The size of every image Pillow decodes from now on, here or in a work horse (a spy: decoding still
+    happens)."""
+    seen = Decoded(tmp_path / "decodes.txt")
     load = ImageFile.ImageFile.load
 
     def spy(image):
-        seen.append(image.size)
+        seen.add(image.size)
         return load(image)
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
