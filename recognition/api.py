@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from rest_framework import mixins, serializers, status, viewsets
@@ -16,8 +17,8 @@ from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
-from recognition import curation
-from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto
+from recognition import curation, grouping
+from recognition.models import Alert, Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto
 from recognition.uploads import UploadRejected, check_content_length
 
 log = logging.getLogger(__name__)
@@ -203,3 +204,125 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         alert = self.get_object()
         Alert.objects.filter(pk=alert.pk).update(seen=True)
         return Response({"id": alert.pk, "seen": True})
+
+
+class GroupFaceSerializer(serializers.ModelSerializer):
+    box = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Face
+        fields = ["id", "photo", "box"]
+
+    def get_box(self, face: Face) -> dict[str, int]:
+        return face.box.as_dict()
+
+
+def group_body(group: FaceGroup, faces: list[Face] | None = None) -> dict:
+    """A group as the API gives it: faces are its sample (grouping.describe) unless given."""
+    suggestion = None
+    if group.suggestion is not None:
+        person, distance = group.suggestion
+        suggestion = {"person": {"id": person.pk, "name": person.name}, "distance": distance}
+    return {
+        "id": group.pk,
+        "size": group.size,
+        "hidden": group.hidden,
+        "faces": GroupFaceSerializer(group.sample if faces is None else faces, many=True).data,
+        "suggestion": suggestion,
+    }
+
+
+class BadRequest(Exception):
+    """A request the API answers with 400 {"error": message}, having changed nothing."""
+
+
+def _bad(message: str) -> Response:
+    return Response({"error": message}, status=status.HTTP_400_BAD_REQUEST)
+
+
+class GroupViewSet(viewsets.GenericViewSet):
+    """Unknown faces grouped into people to name: list, one group, and what the user decides about it."""
+
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    def get_queryset(self):
+        if self.action == "list":
+            return FaceGroup.objects.shown(self.request.user, hidden=self.request.query_params.get("hidden") == "1")
+        return FaceGroup.objects.filter(owner=self.request.user).with_size()
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        groups = grouping.describe(list(page), request.user.pk)
+        return self.get_paginated_response([group_body(group) for group in groups])
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        group = grouping.describe([self.get_object()], request.user.pk)[0]
+        return Response(group_body(group, faces=list(group.faces_largest_first())))
+
+    @action(detail=True, methods=["post"])
+    def name(self, request: Request, pk: str) -> Response:
+        group = self.get_object()
+        try:
+            person = self._person_from(request)
+        except BadRequest as exc:
+            return _bad(str(exc))
+        with transaction.atomic():
+            if person.pk is None:
+                person.save()
+            named = curation.name_group(group, person)
+        return Response({"person": {"id": person.pk, "name": person.name}, "faces_named": named})
+
+    def _person_from(self, request: Request) -> Person:
+        """An existing person of the user ({"person": id}) or a new, unsaved one ({"name": ...})."""
+        data = request.data
+        if ("person" in data) == ("name" in data):
+            raise BadRequest('Give either "name" (a new person) or "person" (the id of one of your people).')
+        if "person" in data:
+            person = Person.objects.filter(owner=request.user, pk=_as_int(data["person"])).first()
+            if person is None:
+                raise BadRequest("No such person among yours.")
+            return person
+        name = data["name"].strip() if isinstance(data["name"], str) else ""
+        if not name:
+            raise BadRequest("A name is needed.")
+        if len(name) > Person._meta.get_field("name").max_length:
+            raise BadRequest("The name is too long (at most 200 characters).")
+        return Person(owner=request.user, name=name)
+
+    @action(detail=True, methods=["post"])
+    def remove(self, request: Request, pk: str) -> Response:
+        group = self.get_object()
+        ids = request.data.get("faces")
+        if not isinstance(ids, list) or not ids or not all(_as_int(face) is not None for face in ids):
+            return _bad('"faces" must be a non-empty list of face ids.')
+        try:
+            removed = group.remove_faces([_as_int(face) for face in ids])
+        except ValueError:
+            return _bad("Every face must be one of this group's faces; nothing was changed.")
+        group = grouping.describe([self.get_queryset().get(pk=group.pk)], request.user.pk)[0]
+        return Response({**group_body(group), "removed": removed})
+
+    @action(detail=True, methods=["post"])
+    def merge(self, request: Request, pk: str) -> Response:
+        group = self.get_object()
+        into = FaceGroup.objects.filter(owner=request.user, pk=_as_int(request.data.get("into"))).first()
+        if into is None or into.pk == group.pk:
+            return _bad('"into" must be the id of another of your groups.')
+        group.merge_into(into)
+        merged = grouping.describe([self.get_queryset().get(pk=into.pk)], request.user.pk)[0]
+        return Response(group_body(merged))
+
+    @action(detail=True, methods=["post"])
+    def hide(self, request: Request, pk: str) -> Response:
+        self.get_object().hide()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _as_int(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdecimal():
+        return int(value)
+    return None
