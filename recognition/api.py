@@ -259,8 +259,9 @@ class GroupViewSet(viewsets.GenericViewSet):
         group = grouping.describe([self.get_object()], request.user.pk)[0]
         return Response(group_body(group, faces=list(group.faces_largest_first())))
 
-    @action(detail=True, methods=["post"])
-    def name(self, request: Request, pk: str) -> Response:
+    # Not a method called "name": DRF sets a view's name attribute from its initkwargs.
+    @action(detail=True, methods=["post"], url_path="name", url_name="name")
+    def name_group(self, request: Request, pk: str) -> Response:
         group = self.get_object()
         try:
             person = self._person_from(request)

@@ -344,10 +344,24 @@ def _place(owner_id: int, ids: np.ndarray, vectors: np.ndarray, index: FaceIndex
     new_ids = set(ids.tolist())
     state = _unknown_state(owner_id, {face for hits in near for face in hits} - new_ids)
     state.update(dict.fromkeys(new_ids))
-    sizes = _group_sizes({group for group in state.values() if group is not None})
     excluded = _exclusions(list(new_ids))
+    joined = _join(ids, near, state, excluded, rule)
+    leftover = [row for row, face_id in enumerate(ids.tolist()) if state[face_id] is None]
+    formed = _form_groups(owner_id, ids[leftover], vectors[leftover], [near[row] for row in leftover], state,
+                          index, rule)  # fmt: skip
+    if formed:  # faces near a group formed just now may join it by the vote rule, as a full run would
+        state.update(_unknown_state(owner_id, [face for face, group in state.items() if group is None]))
+        joined += _join(ids[leftover], [near[row] for row in leftover], state, excluded, rule)
+    return joined, formed
+
+
+def _join(ids: np.ndarray, near: list[dict[int, float]], state: dict, excluded: dict, rule: Rule) -> int:
+    """Put each face that is in no group into the group choose_group picks; state is updated as they join."""
+    sizes = _group_sizes({group for group in state.values() if group is not None})
     assignments: dict[int, int] = {}
     for row, face_id in enumerate(ids.tolist()):
+        if state.get(face_id) is not None:
+            continue
         neighbours = [(state[other], dist) for other, dist in near[row].items() if state.get(other) is not None]
         choice = choose_group(neighbours, sizes, rule, excluded.get(face_id, set()))
         if choice is not None:
@@ -355,10 +369,7 @@ def _place(owner_id: int, ids: np.ndarray, vectors: np.ndarray, index: FaceIndex
             sizes[choice] = sizes.get(choice, 0) + 1
     for group_id in set(assignments.values()):
         Face.objects.filter(pk__in=[f for f, g in assignments.items() if g == group_id]).update(group_id=group_id)
-    leftover = [row for row, face_id in enumerate(ids.tolist()) if face_id not in assignments]
-    created = _form_groups(owner_id, ids[leftover], vectors[leftover], [near[row] for row in leftover], state,
-                           index, rule)  # fmt: skip
-    return len(assignments), created
+    return len(assignments)
 
 
 def _form_groups(owner_id, ids, vectors, near, state, index: FaceIndex, rule: Rule) -> int:
