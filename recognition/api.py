@@ -250,18 +250,18 @@ class GroupViewSet(viewsets.GenericViewSet):
             return FaceGroup.objects.shown(self.request.user, hidden=self.request.query_params.get("hidden") == "1")
         return FaceGroup.objects.filter(owner=self.request.user).with_size()
 
-    def list(self, request: Request) -> Response:
+    def list(self, request: Request, *args, **kwargs) -> Response:
         page = self.paginate_queryset(self.get_queryset())
         groups = grouping.describe(list(page), request.user.pk)
         return self.get_paginated_response([group_body(group) for group in groups])
 
-    def retrieve(self, request: Request, pk: str) -> Response:
+    def retrieve(self, request: Request, pk: str, **kwargs) -> Response:
         group = grouping.describe([self.get_object()], request.user.pk)[0]
         return Response(group_body(group, faces=list(group.faces_largest_first())))
 
     # Not a method called "name": DRF sets a view's name attribute from its initkwargs.
     @action(detail=True, methods=["post"], url_path="name", url_name="name")
-    def name_group(self, request: Request, pk: str) -> Response:
+    def name_group(self, request: Request, pk: str, **kwargs) -> Response:
         group = self.get_object()
         try:
             person = self._person_from(request)
@@ -291,7 +291,7 @@ class GroupViewSet(viewsets.GenericViewSet):
         return Person(owner=request.user, name=name)
 
     @action(detail=True, methods=["post"])
-    def remove(self, request: Request, pk: str) -> Response:
+    def remove(self, request: Request, pk: str, **kwargs) -> Response:
         group = self.get_object()
         ids = request.data.get("faces")
         if not isinstance(ids, list) or not ids or not all(_as_int(face) is not None for face in ids):
@@ -304,7 +304,7 @@ class GroupViewSet(viewsets.GenericViewSet):
         return Response({**group_body(group), "removed": removed})
 
     @action(detail=True, methods=["post"])
-    def merge(self, request: Request, pk: str) -> Response:
+    def merge(self, request: Request, pk: str, **kwargs) -> Response:
         group = self.get_object()
         into = FaceGroup.objects.filter(owner=request.user, pk=_as_int(request.data.get("into"))).first()
         if into is None or into.pk == group.pk:
@@ -314,7 +314,7 @@ class GroupViewSet(viewsets.GenericViewSet):
         return Response(group_body(merged))
 
     @action(detail=True, methods=["post"])
-    def hide(self, request: Request, pk: str) -> Response:
+    def hide(self, request: Request, pk: str, **kwargs) -> Response:
         self.get_object().hide()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
