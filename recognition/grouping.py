@@ -33,7 +33,7 @@ from django.db.models import Count, Max, Q
 
 from recognition.engine import ENCODING_DTYPE, ENCODING_SIZE, encoding_from_bytes
 from recognition.matching import Gallery
-from recognition.models import Face, FaceGroup, FaceIndexChunk, Person
+from recognition.models import Face, FaceGroup, FaceIndexChunk, Person, Photo
 
 BLOCK_ROWS = 1024
 BLOCK_COLUMNS = 8192
@@ -104,8 +104,12 @@ def pairs_within(
     return np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_d)
 
 
-def nearest_links(i: np.ndarray, j: np.ndarray, d: np.ndarray, most: int = MAX_LINKS) -> list[tuple[int, int]]:
-    """The undirected edges (i < j) that are among the `most` nearest of either end."""
+def nearest_links(
+    i: np.ndarray, j: np.ndarray, d: np.ndarray, link: float, most: int = MAX_LINKS
+) -> list[tuple[int, int, float]]:
+    """The undirected edges (i < j) that are among the `most` nearest of either end, weighted for
+    chinese_whispers: 1 for identical faces down to almost 0 at the link distance, so that a near pair
+    outvotes a far one (a lone link between two people does not merge them)."""
     if not len(i):
         return []
     source = np.concatenate([i, j])
@@ -118,14 +122,13 @@ def nearest_links(i: np.ndarray, j: np.ndarray, d: np.ndarray, most: int = MAX_L
     keep = rank < most
     low = np.minimum(source[keep], target[keep])
     high = np.maximum(source[keep], target[keep])
-    edges = np.unique(np.stack([low, high], axis=1), axis=0)
-    return [(int(a), int(b)) for a, b in edges]
+    edges, index = np.unique(np.stack([low, high], axis=1), axis=0, return_index=True)
+    weights = np.maximum(1.0 - distance[keep][index] / link, 1e-3)
+    return [(int(a), int(b), float(w)) for (a, b), w in zip(edges.tolist(), weights.tolist(), strict=True)]
 
 
-def chinese_whispers(count: int, edges: list[tuple[int, int]]) -> np.ndarray:
-    """dlib's chinese_whispers labels for count vertices; a vertex with no edge is a cluster of its own.
-
-    Unweighted edges: dlib reads a third number as the edge's strength, and a distance is the opposite."""
+def chinese_whispers(count: int, edges: list[tuple[int, int, float]]) -> np.ndarray:
+    """dlib's chinese_whispers labels for count vertices; a vertex with no edge is a cluster of its own."""
     labels = np.arange(count, dtype=np.int64) + count  # past dlib's highest vertex: labels it cannot give
     if edges:
         found = np.asarray(dlib.chinese_whispers(edges), dtype=np.int64)
@@ -157,7 +160,7 @@ def cluster(
     labels = fixed.copy()
     next_label = max(first_label, int(fixed.max(initial=-1)) + 1)
     i, j, d = pairs_within(vectors[free], vectors[free], rule.link, upper=True, progress=progress)
-    whispers = chinese_whispers(len(free), nearest_links(i, j, d))
+    whispers = chinese_whispers(len(free), nearest_links(i, j, d, rule.link))
     sizes = Counter(whispers.tolist())
     mapping: dict[int, int] = {}
     for position, label in enumerate(whispers.tolist()):
@@ -210,13 +213,16 @@ def choose_group(
 class FaceIndex:
     """The owner's FaceIndexChunk rows: scanned chunk by chunk, so memory stays one chunk deep."""
 
+    DTYPE = np.float16
+
     def __init__(self, owner_id: int) -> None:
         self.owner_id = owner_id
 
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         rows = FaceIndexChunk.objects.filter(owner_id=self.owner_id).values_list("face_ids", "encodings")
         for ids, encodings in rows.iterator(chunk_size=4):
-            yield np.frombuffer(ids, np.int64), np.frombuffer(encodings, ENCODING_DTYPE).reshape(-1, ENCODING_SIZE)
+            vectors = np.frombuffer(encodings, self.DTYPE).reshape(-1, ENCODING_SIZE).astype(ENCODING_DTYPE)
+            yield np.frombuffer(ids, np.int64), vectors
 
     def neighbours(self, probes: np.ndarray, within: float) -> list[dict[int, float]]:
         """For each probe, {face id: distance} of the indexed faces within `within`."""
@@ -230,17 +236,20 @@ class FaceIndex:
         return found
 
     def append(self, ids: np.ndarray, encodings: np.ndarray) -> None:
-        """Add faces at the end; the caller holds the owner's grouping lock (one run per owner)."""
-        ids = np.asarray(ids, np.int64)
-        encodings = np.asarray(encodings, ENCODING_DTYPE).reshape(-1, ENCODING_SIZE)
-        last = FaceIndexChunk.objects.filter(owner_id=self.owner_id).order_by("-id").first()
-        if last is not None and last.count < FaceIndexChunk.CHUNK_FACES:
-            room = FaceIndexChunk.CHUNK_FACES - last.count
-            last.face_ids = bytes(last.face_ids) + ids[:room].tobytes()
-            last.encodings = bytes(last.encodings) + encodings[:room].tobytes()
-            last.count += len(ids[:room])
-            last.save(update_fields=["face_ids", "encodings", "count"])
-            ids, encodings = ids[room:], encodings[room:]
+        """Add faces in a row of their own, packing the small rows once there are many.
+
+        The caller holds the owner's grouping lock (one run per owner)."""
+        self._write(np.asarray(ids, np.int64), np.asarray(encodings).reshape(-1, ENCODING_SIZE))
+        small = FaceIndexChunk.objects.filter(owner_id=self.owner_id, count__lt=FaceIndexChunk.CHUNK_FACES)
+        if small.count() > FaceIndexChunk.SMALL_CHUNKS:
+            rows = list(small.order_by("id").values_list("pk", "face_ids", "encodings"))
+            packed_ids = np.concatenate([np.frombuffer(row[1], np.int64) for row in rows])
+            packed = np.concatenate([np.frombuffer(row[2], self.DTYPE).reshape(-1, ENCODING_SIZE) for row in rows])
+            FaceIndexChunk.objects.filter(pk__in=[row[0] for row in rows]).delete()
+            self._write(packed_ids, packed)
+
+    def _write(self, ids: np.ndarray, encodings: np.ndarray) -> None:
+        encodings = np.asarray(encodings, self.DTYPE)
         size = FaceIndexChunk.CHUNK_FACES
         FaceIndexChunk.objects.bulk_create(
             [
@@ -256,7 +265,7 @@ class FaceIndex:
 
     def rebuild(self, ids: np.ndarray, encodings: np.ndarray) -> None:
         FaceIndexChunk.objects.filter(owner_id=self.owner_id).delete()
-        self.append(ids, encodings)
+        self._write(np.asarray(ids, np.int64), encodings)
 
 
 # Database runs.
@@ -293,9 +302,10 @@ def _unknown_state(owner_id: int, face_ids) -> dict[int, int | None]:
     face_ids = list(face_ids)
     state: dict[int, int | None] = {}
     for start in range(0, len(face_ids), 5000):
-        rows = Face.objects.filter(
-            pk__in=face_ids[start : start + 5000], photo__owner_id=owner_id, person__isnull=True
-        ).values_list("pk", "group_id")
+        # The ids come from the owner's index and new faces: no need to join the photos for the owner.
+        rows = Face.objects.filter(pk__in=face_ids[start : start + 5000], person__isnull=True).values_list(
+            "pk", "group_id"
+        )
         state.update(rows)
     return state
 
@@ -305,19 +315,28 @@ def group_new_faces(owner_id: int) -> dict:
     totals = Counter()
     while True:
         step = _group_batch(owner_id, INCREMENTAL_BATCH)
-        if not step["faces"]:
-            break
         totals.update(step)
-    return {"owner": owner_id, **totals}
+        if step["faces"] < INCREMENTAL_BATCH:
+            break
+    return {"owner": owner_id, **{key: value for key, value in totals.items() if value}}
+
+
+def _unseen_faces(owner_id: int, most: int) -> list[tuple]:
+    """(id, encoding, person id, group id) of the owner's faces no run has seen, oldest first.
+
+    Through the partial index face_not_indexed: joined to the photos, the database would read every
+    face of the owner to find these few."""
+    pending = list(Face.objects.filter(indexed=False).order_by("pk").values_list("pk", "photo_id")[: most * 20])
+    photo_ids = {photo_id for _, photo_id in pending}
+    mine = set(Photo.objects.filter(pk__in=photo_ids, owner_id=owner_id).values_list("pk", flat=True))
+    ids = [face_id for face_id, photo_id in pending if photo_id in mine][:most]
+    rows = Face.objects.filter(pk__in=ids).order_by("pk").values_list("pk", "encoding", "person_id", "group_id")
+    return list(rows)
 
 
 @transaction.atomic
 def _group_batch(owner_id: int, batch: int) -> dict:
-    rows = list(
-        Face.objects.filter(photo__owner_id=owner_id, indexed=False)
-        .order_by("pk")
-        .values_list("pk", "encoding", "person_id", "group_id")[:batch]
-    )
+    rows = _unseen_faces(owner_id, batch)
     if not rows:
         return {"faces": 0}
     rule = Rule.from_settings()
@@ -390,7 +409,7 @@ def _form_groups(owner_id, ids, vectors, near, state, index: FaceIndex, rule: Ru
     members = ids.tolist() + ungrouped + [face for face in more if face in encodings]
     everything = np.concatenate([vectors, _stack([encodings[face] for face in members[len(ids) :]])])
     i, j, d = pairs_within(everything, everything, rule.link, upper=True)
-    labels = chinese_whispers(len(members), nearest_links(i, j, d))
+    labels = chinese_whispers(len(members), nearest_links(i, j, d, rule.link))
     clusters: dict[int, list[int]] = defaultdict(list)
     for position, label in enumerate(labels.tolist()):
         clusters[label].append(members[position])

@@ -48,10 +48,14 @@ def test_nearest_links_keep_each_face_s_nearest():
     i = np.zeros(10, np.int64)
     j = np.arange(1, 11)
     d = np.linspace(0.1, 0.4, 10).astype(np.float32)
-    assert len(grouping.nearest_links(i, j, d, most=3)) == 10  # every leaf's only link is its nearest
+    links = grouping.nearest_links(i, j, d, link=0.45, most=3)
+    assert len(links) == 10  # every leaf's only link is its nearest
+    assert links[0][2] > links[-1][2] > 0  # nearer, stronger
     # Each face's single nearest link: 1-2 (0.4) is nobody's nearest and goes.
-    links = grouping.nearest_links(np.array([0, 0, 0, 1]), np.array([1, 2, 3, 2]), np.array([0.1, 0.2, 0.3, 0.4]), 1)
-    assert links == [(0, 1), (0, 2), (0, 3)]
+    links = grouping.nearest_links(
+        np.array([0, 0, 0, 1]), np.array([1, 2, 3, 2]), np.array([0.1, 0.2, 0.3, 0.4]), 0.45, 1
+    )
+    assert [link[:2] for link in links] == [(0, 1), (0, 2), (0, 3)]
 
 
 def test_cluster_makes_one_group_per_person_and_none_of_strangers():
@@ -109,7 +113,7 @@ def test_incremental_runs_grow_groups_photo_by_photo(user, make_photo, settings)
     ann = [make_photo(people.face("ann"))]
     grouping.group_new_faces(user.pk)
     ann.append(make_photo(people.face("ann")))
-    assert grouping.group_new_faces(user.pk)["new_groups"] == 0  # two faces: not a group yet
+    assert "new_groups" not in grouping.group_new_faces(user.pk)  # two faces: not a group yet
     ann.append(make_photo(people.face("ann")))
     stranger = make_photo(people.face("zed"))
     step = grouping.group_new_faces(user.pk)
@@ -121,24 +125,31 @@ def test_incremental_runs_grow_groups_photo_by_photo(user, make_photo, settings)
     # A later face joins the group; the run looks at it alone (the index, not every face row).
     ann.append(make_photo(people.face("ann")))
     step = grouping.group_new_faces(user.pk)
-    assert step == {"owner": user.pk, "faces": 1, "joined": 1, "new_groups": 0}
+    assert step == {"owner": user.pk, "faces": 1, "joined": 1}
     assert group_of(ann[-1]) == group
     assert sum(chunk.count for chunk in FaceIndexChunk.objects.filter(owner=user)) == 5
     assert grouping.group_new_faces(user.pk) == {"owner": user.pk}  # nothing new: nothing done
     assert [g.size for g in FaceGroup.objects.shown(user)] == [4]
 
 
-def test_index_spans_several_chunks(user, make_photo, monkeypatch):
+def test_index_spans_several_chunks_and_packs_small_ones(user, make_photo, monkeypatch):
     monkeypatch.setattr(FaceIndexChunk, "CHUNK_FACES", 4)
+    monkeypatch.setattr(FaceIndexChunk, "SMALL_CHUNKS", 2)
     people = People()
     photos = [make_photo(people.face("ann"), people.face(f"x{k}")) for k in range(5)]
     grouping.group_new_faces(user.pk)
     assert list(FaceIndexChunk.objects.filter(owner=user).values_list("count", flat=True)) == [4, 4, 2]
     group = FaceGroup.objects.get()
     assert group.unknown_faces().count() == 5
-    late = make_photo(people.face("ann"))
-    grouping.group_new_faces(user.pk)
-    assert group_of(late) == group and len(photos) == 5
+    late = []
+    for _ in range(3):  # one small row per run, packed once there are more than 2
+        late.append(make_photo(people.face("ann")))
+        grouping.group_new_faces(user.pk)
+    assert sorted(FaceIndexChunk.objects.filter(owner=user).values_list("count", flat=True)) == [1, 4, 4, 4]
+    assert {group_of(photo) for photo in late} == {group} and len(photos) == 5
+    index = grouping.FaceIndex(user.pk)
+    ids = np.concatenate([ids for ids, _ in index.chunks()])
+    assert sorted(ids.tolist()) == sorted(Face.objects.values_list("pk", flat=True))
 
 
 def test_a_face_taken_out_never_rejoins(user, make_photo):
