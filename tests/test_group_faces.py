@@ -7,6 +7,7 @@ from django.core.management import call_command
 from rq.job import JobStatus
 
 from jobs.enqueue import GALLERY, enqueue_grouping, get_queue, grouping_job_ids
+from jobs.group_faces import group_faces, owner_lock, regroup_faces
 from recognition.models import Alert, Face, FaceGroup, Photo, ReferencePhoto
 from tests.test_process_photo import upload
 
@@ -114,3 +115,12 @@ def test_group_faces_command(user, redis_server, capsys):
     assert job.func_name == "jobs.group_faces.regroup_faces" and job.args == (user.pk,)
     with pytest.raises(Exception, match="no such user: bob"):
         call_command("group_faces", "--owner", "bob")
+
+
+def test_a_run_that_finds_the_owner_busy_ends_without_failing(user, redis_server, settings):
+    settings.JOB_TIMEOUT = 61  # waits 1 s for the lock
+    with owner_lock(user.pk):
+        assert "skipped" in group_faces(user.pk)
+    assert group_faces(user.pk) == {"owner": user.pk}
+    assert regroup_faces(user.pk)["faces"] == 0
+    assert get_queue(GALLERY).job_ids == [grouping_job_ids(user.pk)[0]]  # a run for faces that came meanwhile
