@@ -161,7 +161,9 @@ def cluster(
     free = np.flatnonzero(fixed < 0)
     labels = fixed.copy()
     next_label = max(first_label, int(fixed.max(initial=-1)) + 1)
-    i, j, d = pairs_within(vectors[free], vectors[free], rule.link, upper=True, progress=progress)
+    report = progress or (lambda done: None)
+    # The two passes over the pairs are the cost: 60% and 30% of the progress; saving is the rest.
+    i, j, d = pairs_within(vectors[free], vectors[free], rule.link, upper=True, progress=lambda f: report(0.6 * f))
     whispers = chinese_whispers(len(free), nearest_links(i, j, d, rule.link))
     sizes = Counter(whispers.tolist())
     mapping: dict[int, int] = {}
@@ -171,21 +173,23 @@ def cluster(
                 mapping[label] = next_label
                 next_label += 1
             labels[free[position]] = mapping[label]
-    _attach(vectors, labels, rule, excluded)
+    _attach(vectors, labels, rule, excluded, progress=lambda f: report(0.6 + 0.3 * f))
     for face, labels_out in excluded.items():
         if labels[face] in labels_out:
             labels[face] = -1
     return labels
 
 
-def _attach(vectors: np.ndarray, labels: np.ndarray, rule: Rule, excluded: dict[int, set[int]]) -> None:
+def _attach(
+    vectors: np.ndarray, labels: np.ndarray, rule: Rule, excluded: dict[int, set[int]], progress: Progress | None = None
+) -> None:
     """Faces with no group join one they are linked to, or near enough of (the vote rule)."""
     leftover = np.flatnonzero(labels < 0)
     members = np.flatnonzero(labels >= 0)
     if not len(leftover) or not len(members):
         return
     sizes = Counter(labels[members].tolist())
-    i, j, d = pairs_within(vectors[leftover], vectors[members], rule.join)
+    i, j, d = pairs_within(vectors[leftover], vectors[members], rule.join, progress=progress)
     near: dict[int, list[tuple[int, float]]] = defaultdict(list)
     for row, column, distance in zip(i.tolist(), j.tolist(), d.tolist(), strict=True):
         near[int(leftover[row])].append((int(labels[members[column]]), distance))
@@ -467,6 +471,8 @@ def regroup_owner(owner_id: int, progress: Progress | None = None) -> dict:
         made = _save_labels(owner_id, ids[subset], sub_current, labels, kept_groups, excluded_by_id)
         FaceIndex(owner_id).rebuild(ids, vectors)
         _mark_indexed(ids)
+    if progress is not None:
+        progress(1.0)
     return {"owner": owner_id, "faces": int(len(ids)), "unknown": int(len(subset)), **made}
 
 
