@@ -11,8 +11,8 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 from redis.exceptions import RedisError
 
-from jobs import monitoring
-from jobs.enqueue import QUEUE_NAMES, pause_queue, resume_queue
+from jobs import charts, monitoring, recovery
+from jobs.enqueue import QUEUE_NAMES, UPLOADS, pause_queue, resume_queue
 
 
 def queues_page(request: HttpRequest) -> HttpResponse:
@@ -24,7 +24,12 @@ def queues_page(request: HttpRequest) -> HttpResponse:
     }
     try:
         context.update(
-            queues=monitoring.queue_figures(), workers=monitoring.workers(), failed_jobs=monitoring.failed_jobs()
+            queues=monitoring.queue_figures(),
+            workers=monitoring.workers(),
+            failed_jobs=monitoring.failed_jobs(),
+            scheduler=recovery.scheduler_state(monitoring.connection(), UPLOADS),
+            charts=charts.windows(monitoring.connection()),
+            media_check=monitoring.media_check(),
         )
     except RedisError as exc:
         # The database figures still help; say plainly what is missing.

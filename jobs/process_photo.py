@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
+from jobs import stats
 from jobs.enqueue import enqueue_alert_delivery, enqueue_grouping
-from recognition import engine
+from recognition import engine, storage
 from recognition.matching import Gallery
 from recognition.models import Photo, PhotoStatus
 
@@ -34,11 +34,15 @@ def process_photo(photo_id: int) -> dict:
         error="",
     )
     try:
-        with photo.image.open("rb") as source:
+        # One GET from storage (any host's), spooled to a temporary file for the decoder.
+        with storage.open_for_reading(photo.image.name) as source:
             analysis = engine.detect_faces(source)
         store_results(photo, analysis)
     except engine.UnreadableImage as exc:
         fail_for_good(photo, f"Unreadable image: {exc}")
+        raise
+    except storage.StorageUnavailable as exc:
+        fail_or_retry(photo, f"Storage unavailable: {exc}")
         raise
     except JobTimeoutException:
         fail_for_good(photo, f"Timed out: processing took longer than {settings.JOB_TIMEOUT} s")
@@ -46,16 +50,16 @@ def process_photo(photo_id: int) -> dict:
     except Exception as exc:
         fail_or_retry(photo, f"{exc.__class__.__name__}: {exc}")
         raise
+    stats.note_photo("done", faces=len(analysis.faces))
     return {"photo": photo_id, "faces": len(analysis.faces)}
 
 
 def store_results(photo: Photo, analysis: engine.Analysis) -> None:
-    if not photo.thumbnail:
-        thumbnail = analysis.thumbnail_jpeg(settings.THUMBNAIL_SIZE)
-        photo.thumbnail.save("thumb.jpg", ContentFile(thumbnail), save=False)
-        Photo.objects.filter(pk=photo.pk).update(thumbnail=photo.thumbnail.name)
+    # The images pages show, made here from the decoded preview: a request never decodes an original.
+    photo.store_renditions(analysis.preview)
+    crops = photo.store_face_crops(analysis.preview, [face.box for face in analysis.faces], analysis.width)
     with transaction.atomic():
-        photo.replace_faces(analysis)
+        photo.replace_faces(analysis, crops)
         alerts = photo.apply_matches(Gallery.for_owner(photo.owner_id))
         photo.mark(PhotoStatus.DONE, processed_at=timezone.now())
     for alert in alerts:
@@ -69,6 +73,7 @@ def fail_for_good(photo: Photo, reason: str) -> None:
     if job is not None:
         job.retries_left = 0
     photo.mark(PhotoStatus.FAILED, reason, processed_at=timezone.now())
+    stats.note_photo("failed")
     log.warning("photo %s failed: %s", photo.pk, reason)
 
 
@@ -78,3 +83,4 @@ def fail_or_retry(photo: Photo, reason: str) -> None:
         photo.mark(PhotoStatus.QUEUED, f"Retrying after a transient error: {reason}")
     else:
         photo.mark(PhotoStatus.FAILED, reason, processed_at=timezone.now())
+        stats.note_photo("failed")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from photosite import logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 
@@ -50,6 +52,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_rq",
     "recognition",
     "jobs",
@@ -129,10 +133,55 @@ STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 # No MEDIA_URL on purpose: media is served only through views that check the owner.
+
+
+def s3_options(env: dict[str, str]) -> dict:
+    """django-storages' S3 backend options from S3_* variables; any S3-compatible service (MinIO, Ceph,
+    R2, B2, Wasabi, Garage) needs only a different S3_ENDPOINT_URL."""
+    from botocore.config import Config
+
+    endpoint = env.get("S3_ENDPOINT_URL") or None
+    if not env.get("S3_BUCKET"):
+        raise ImproperlyConfigured("MEDIA_STORAGE=s3 needs S3_BUCKET (and S3_ENDPOINT_URL unless on AWS).")
+    return {
+        "bucket_name": env["S3_BUCKET"],
+        "endpoint_url": endpoint,
+        "access_key": env.get("S3_ACCESS_KEY_ID") or None,
+        "secret_key": env.get("S3_SECRET_ACCESS_KEY") or None,
+        "region_name": env.get("S3_REGION") or None,
+        "location": env.get("S3_PREFIX", "").strip("/"),
+        "default_acl": None,  # objects stay private: the bucket's own policy, never public-read
+        "querystring_auth": True,
+        "querystring_expire": int(env.get("MEDIA_REDIRECT_SECONDS", 300)),
+        # Names are random (recognition.models), so no HEAD request per save to find a free one.
+        "file_overwrite": True,
+        "client_config": Config(
+            # Path-style works with every S3-compatible server; AWS itself prefers virtual hosts.
+            s3={"addressing_style": env.get("S3_ADDRESSING_STYLE") or ("path" if endpoint else "auto")},
+            signature_version="s3v4",
+            connect_timeout=float(env.get("S3_CONNECT_TIMEOUT", 5)),
+            read_timeout=float(env.get("S3_READ_TIMEOUT", 30)),
+            retries={"max_attempts": int(env.get("S3_MAX_ATTEMPTS", 3)), "mode": "standard"},
+        ),
+    }
+
+
+MEDIA_STORAGE = os.environ.get("MEDIA_STORAGE", "file")
+if MEDIA_STORAGE == "s3":
+    MEDIA_BACKEND = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": s3_options(dict(os.environ))}
+elif MEDIA_STORAGE in ("file", ""):
+    MEDIA_BACKEND = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+else:  # any Django storage class, by its dotted path
+    MEDIA_BACKEND = {"BACKEND": MEDIA_STORAGE}
 STORAGES = {
-    "default": {"BACKEND": os.environ.get("MEDIA_STORAGE", "django.core.files.storage.FileSystemStorage")},
+    "default": MEDIA_BACKEND,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Media views answer with a short-lived presigned URL of the object (S3 only) instead of streaming it.
+MEDIA_REDIRECT = env_bool("MEDIA_REDIRECT", False)
+MEDIA_REDIRECT_SECONDS = env_int("MEDIA_REDIRECT_SECONDS", 300)
+# An upload or a media request while storage is down answers 503 with this Retry-After (seconds).
+STORAGE_RETRY_AFTER = env_int("STORAGE_RETRY_AFTER", 30)
 WHITENOISE_USE_FINDERS = True
 
 # Uploads
@@ -175,6 +224,8 @@ JOB_RETRY_INTERVALS = [int(s) for s in env_list("JOB_RETRY_INTERVALS", "10,60,30
 RQ_QUEUES = {name: {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT} for name in ("high", "default", "low")}
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "jobs.worker.FaceWorker"}
 RQ_SHOW_ADMIN_LINK = True
+# GET /metrics/ answers staff sessions, and requests with `Authorization: Bearer <METRICS_TOKEN>` when set.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # How often the worker's scheduler runs `reconcile` (seconds).
 RECONCILE_INTERVAL = env_int("RECONCILE_INTERVAL", 300)
 
@@ -196,6 +247,24 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {"uploads": UPLOAD_RATE_LIMIT},
     "EXCEPTION_HANDLER": "recognition.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "photosite.openapi.AutoSchema",
+}
+# The OpenAPI schema at /api/schema/ and Swagger UI at /api/docs/, served from the sidecar package (no CDN).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "photosite API",
+    "DESCRIPTION": "Upload photos, manage the people you know, read the alerts. Token or session auth.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # like the rest of the API
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "PhotoStatusEnum": "recognition.models.PhotoStatus",
+        "ReferenceStatusEnum": "recognition.models.ReferenceStatus",
+        "DeliveryStatusEnum": "recognition.models.DeliveryStatus",
+    },
 }
 
 # Production hardening; `manage.py check --deploy` is clean with DEBUG off.
@@ -203,6 +272,7 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]  # load balancers check over plain HTTP
 if env_bool("BEHIND_HTTPS_PROXY", False):
     # Only behind a proxy that sets (and strips from clients) X-Forwarded-Proto; otherwise it is spoofable.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -212,11 +282,9 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = env_list("SILENCED_SYSTEM_CHECKS", "")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# LOG_FORMAT=json: one JSON object per line, with photo_id, job_id, queue and duration_ms on job lines.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT is plain or json")
+LOGGING = logs.logging_config(os.environ.get("LOG_LEVEL", "INFO"))
+LOGGING_CONFIG = "photosite.logs.configure"

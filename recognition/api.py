@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -17,6 +18,7 @@ from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
+from photosite.openapi import error
 from recognition import curation, grouping
 from recognition.models import Alert, Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto
 from recognition.uploads import UploadRejected, check_content_length
@@ -52,7 +54,8 @@ class UploadThrottle(UserRateThrottle):
 
 
 def rejected(exc: UploadRejected) -> Response:
-    return Response({"error": exc.message}, status=exc.status)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return Response({"error": exc.message}, status=exc.status, headers=headers)
 
 
 class PersonBriefSerializer(serializers.ModelSerializer):
@@ -63,7 +66,7 @@ class PersonBriefSerializer(serializers.ModelSerializer):
 
 class FaceSerializer(serializers.ModelSerializer):
     box = serializers.SerializerMethodField()
-    person = PersonBriefSerializer(read_only=True)
+    person = PersonBriefSerializer(read_only=True, allow_null=True)  # null: a face that matches nobody
 
     class Meta:
         model = Face
@@ -116,11 +119,70 @@ class AlertSerializer(serializers.ModelSerializer):
         fields = ["id", "photo", "face", "person", "distance", "seen", "created_at", "webhook_status"]
 
 
+class UploadSerializer(serializers.Serializer):
+    """A multipart upload: the photo in the field `image`."""
+
+    image = serializers.FileField(help_text="JPEG, PNG, GIF, WebP, BMP, TIFF or HEIC, at most PHOTO_MAX_BYTES")
+
+
+class UploadAnswerSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=PhotoStatus.choices)
+    url = serializers.URLField()
+    duplicate = serializers.BooleanField(help_text="true: this file was uploaded before; this is its photo")
+    message = serializers.CharField(required=False, help_text="Why the photo waits, or that it is a duplicate")
+
+
+class PhotoStateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=PhotoStatus.choices)
+
+
+class ReferenceAnswerSerializer(ReferenceSerializer):
+    message = serializers.CharField(required=False, help_text="Set when the encoding waits for the job queue")
+
+    class Meta(ReferenceSerializer.Meta):
+        fields = [*ReferenceSerializer.Meta.fields, "message"]
+
+
+class SeenSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    seen = serializers.BooleanField()
+
+
+TOO_LARGE = error("The file is larger than PHOTO_MAX_BYTES (refused from Content-Length, before the body)")
+NOT_AN_IMAGE = error("Not an image, an empty file, or no file in `image`")
+STORAGE_DOWN = error("Media storage is unavailable; nothing was stored. Try again after Retry-After seconds")
+
+
+def _fake(view) -> bool:
+    """The schema generator calls get_queryset without a user."""
+    return getattr(view, "swagger_fake_view", False)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("status", enum=PhotoStatus.values, description="only photos with this status")]
+    ),
+    create=extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        responses={
+            202: OpenApiResponse(UploadAnswerSerializer, description="Stored and queued (or waiting: see message)"),
+            200: OpenApiResponse(UploadAnswerSerializer, description="A file you uploaded before: its photo"),
+            400: NOT_AN_IMAGE,
+            413: TOO_LARGE,
+            503: STORAGE_DOWN,
+        },
+    ),
+    reprocess=extend_schema(request=None, responses={202: PhotoStateSerializer}),
+)
 class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = PhotoSerializer
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def get_queryset(self):
+        if _fake(self):
+            return Photo.objects.none()
         photos = Photo.objects.filter(owner=self.request.user).prefetch_related("faces__person")
         wanted = self.request.query_params.get("status")
         return photos.filter(status=wanted) if wanted else photos
@@ -157,11 +219,19 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return Response({"id": photo.pk, "status": photo.status}, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(
+    references=extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        responses={202: ReferenceAnswerSerializer, 400: NOT_AN_IMAGE, 413: TOO_LARGE, 503: STORAGE_DOWN},
+    ),
+)
 class PersonViewSet(viewsets.ModelViewSet):
     serializer_class = PersonSerializer
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self):
+        if _fake(self):
+            return Person.objects.none()
         people = Person.objects.filter(owner=self.request.user).prefetch_related("references")
         return people.annotate(faces_total=Count("faces")).order_by("name", "id")
 
@@ -190,10 +260,16 @@ class PersonViewSet(viewsets.ModelViewSet):
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(
+    list=extend_schema(parameters=[OpenApiParameter("unseen", bool, description="only alerts not yet seen")]),
+    seen=extend_schema(request=None, responses={200: SeenSerializer}),
+)
 class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = AlertSerializer
 
     def get_queryset(self):
+        if _fake(self):
+            return Alert.objects.none()
         alerts = Alert.objects.filter(owner=self.request.user).select_related("person")
         if self.request.query_params.get("unseen"):
             alerts = alerts.filter(seen=False)
@@ -215,6 +291,43 @@ class GroupFaceSerializer(serializers.ModelSerializer):
 
     def get_box(self, face: Face) -> dict[str, int]:
         return face.box.as_dict()
+
+
+class SuggestionSerializer(serializers.Serializer):
+    person = PersonBriefSerializer()
+    distance = serializers.FloatField(help_text="mean distance of the group's faces to that person")
+
+
+class GroupSerializer(serializers.Serializer):
+    """The shape of group_body, for the schema."""
+
+    id = serializers.IntegerField()
+    size = serializers.IntegerField(help_text="faces that match nobody")
+    hidden = serializers.BooleanField()
+    faces = GroupFaceSerializer(many=True, help_text="up to 6 in lists, every face in one group's answer")
+    suggestion = SuggestionSerializer(allow_null=True, help_text='"Looks like …?": a known person near the group')
+
+
+class RemovedSerializer(GroupSerializer):
+    removed = serializers.IntegerField()
+
+
+class NameGroupSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False, help_text="a new person's name (or give person)")
+    person = serializers.IntegerField(required=False, help_text="one of your people (or give name)")
+
+
+class NamedSerializer(serializers.Serializer):
+    person = PersonBriefSerializer()
+    faces_named = serializers.IntegerField()
+
+
+class RemoveFacesSerializer(serializers.Serializer):
+    faces = serializers.ListField(child=serializers.IntegerField(), help_text="ids of this group's faces")
+
+
+class MergeGroupSerializer(serializers.Serializer):
+    into = serializers.IntegerField(help_text="another of your groups, which gets this one's faces")
 
 
 def group_body(group: FaceGroup, faces: list[Face] | None = None) -> dict:
@@ -240,12 +353,35 @@ def _bad(message: str) -> Response:
     return Response({"error": message}, status=status.HTTP_400_BAD_REQUEST)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("hidden", bool, description="1: the hidden groups instead")],
+        responses={200: GroupSerializer(many=True)},
+    ),
+    retrieve=extend_schema(responses={200: GroupSerializer}),
+    name_group=extend_schema(
+        request=NameGroupSerializer,
+        responses={200: NamedSerializer, 400: error("An empty or too long name, both or neither, or not your person")},
+    ),
+    remove=extend_schema(
+        request=RemoveFacesSerializer,
+        responses={200: RemovedSerializer, 400: error("Not a list of this group's faces; nothing was changed")},
+    ),
+    merge=extend_schema(
+        request=MergeGroupSerializer,
+        responses={200: GroupSerializer, 400: error("`into` is not another of your groups; nothing was changed")},
+    ),
+    hide=extend_schema(request=None, responses={204: None}),
+)
 class GroupViewSet(viewsets.GenericViewSet):
     """Unknown faces grouped into people to name: list, one group, and what the user decides about it."""
 
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [JSONParser]  # bodies are JSON: a list of face ids has no faithful form encoding
+    serializer_class = GroupSerializer
 
     def get_queryset(self):
+        if _fake(self):
+            return FaceGroup.objects.none()
         if self.action == "list":
             return FaceGroup.objects.shown(self.request.user, hidden=self.request.query_params.get("hidden") == "1")
         return FaceGroup.objects.filter(owner=self.request.user).with_size()

@@ -8,55 +8,38 @@ so neither reprocessing nor a gallery change undoes them.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from django.core.files.base import ContentFile
-from django.core.files.storage import Storage
 from django.db import transaction
 from django.db.models import Q
 from PIL import Image
 
 from jobs.enqueue import UPLOADS, enqueue_grouping, enqueue_photo, enqueue_rematch
-from recognition import engine
-from recognition.models import Alert, Face, FaceGroup, Person, Photo, ReferencePhoto, ReferenceStatus
-
-# The size of the upright rendition the photo page shows, and faces are cropped from.
-WEB_SIDE = 1600
-FACE_MARGIN = 0.35  # of the box's size on every side, so a crop shows the head, not only the face
-
-
-def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=quality, optimize=True)
-    return out.getvalue()
-
-
-def web_image(photo: Photo, max_side: int = WEB_SIDE) -> Image.Image:
-    """The photo upright (EXIF orientation applied), no larger than max_side."""
-    with photo.image.open("rb") as source:
-        image, _, _ = engine.open_image(source, max_side=max_side)
-    return image
+from recognition import renditions, storage
+from recognition.models import (
+    Alert,
+    Face,
+    FaceGroup,
+    Person,
+    Photo,
+    ReferencePhoto,
+    ReferenceStatus,
+    reference_path,
+)  # fmt: skip
 
 
-def crop_face(face: Face, size: int = 200, image: Image.Image | None = None) -> Image.Image:
-    """A square-ish crop around a face, no larger than size x size."""
+class PicturesNotReady(Exception):
+    """The photo's stored renditions are not made yet (a photo processed before they were)."""
+
+
+def face_picture(face: Face, side: int = renditions.REFERENCE_SIDE) -> bytes:
+    """A JPEG of a face from the stored web-sized image (never the original), or its stored crop."""
     photo = face.photo
-    image = image or web_image(photo)
-    # Face boxes are in the original's oriented pixels; the rendition may be smaller.
-    scale = image.width / photo.width if photo.width else 1.0
-    margin_x = (face.right - face.left) * FACE_MARGIN
-    margin_y = (face.bottom - face.top) * FACE_MARGIN
-    crop = image.crop(
-        (
-            max(0, round((face.left - margin_x) * scale)),
-            max(0, round((face.top - margin_y) * scale)),
-            min(image.width, round((face.right + margin_x) * scale)),
-            min(image.height, round((face.bottom + margin_y) * scale)),
-        )
-    )
-    crop.thumbnail((size, size), Image.Resampling.LANCZOS)
-    return crop
+    if photo.web_image:
+        image = renditions.open_rendition(storage.read_bytes(photo.web_image.name))
+        return renditions.face_jpeg(image, face.box, photo.width or image.width, side)
+    if face.crop:
+        return storage.read_bytes(face.crop.name)
+    raise PicturesNotReady(f"the pictures of {photo} are not made yet")
 
 
 def _forget_alert_unless_still_found(photo: Photo, person_id: int | None) -> None:
@@ -72,10 +55,12 @@ def name_face(face: Face, person: Person) -> ReferencePhoto:
     """The user says who this face is: it sticks, and the face becomes a reference of that person.
 
     The reference keeps a crop of the face to show, and the face's stored encoding: the same vector
-    that was matched, with no second detection that could miss a small face.
+    that was matched, with no second detection that could miss a small face. PicturesNotReady (nothing
+    changed) when the photo has no stored renditions yet.
     """
+    picture = face_picture(face)
     _mark_named(face, person)
-    reference = reference_from_face(face, person, crop_face(face, size=400))
+    reference = reference_from_face(face, person, picture)
     enqueue_rematch(person.owner_id)
     return reference
 
@@ -90,7 +75,8 @@ def _mark_named(face: Face, person: Person) -> None:
     _forget_alert_unless_still_found(face.photo, previous)
 
 
-def reference_from_face(face: Face, person: Person, crop: Image.Image) -> ReferencePhoto:
+def reference_from_face(face: Face, person: Person, picture: bytes) -> ReferencePhoto:
+    """A reference of person made from a face: its stored encoding, and picture (a JPEG crop of it)."""
     reference = ReferencePhoto(
         person=person,
         original_name=f"face {face.pk} of {face.photo}"[:255],
@@ -98,7 +84,8 @@ def reference_from_face(face: Face, person: Person, crop: Image.Image) -> Refere
         status=ReferenceStatus.DONE,
         source_face=face,
     )
-    reference.image.save("face.jpg", ContentFile(jpeg_bytes(crop)), save=False)
+    # A crop of the face is its picture and its thumbnail alike.
+    reference.image = reference.thumbnail = storage.save(reference_path(reference, "face.jpg"), picture)
     reference.save()
     return reference
 
@@ -120,27 +107,27 @@ def name_group(group: FaceGroup, person: Person) -> int:
     faces = list(group.unknown_faces().select_related("photo"))
     for face in faces:
         _mark_named(face, person)
-    for face, crop in best_faces(faces):
-        reference_from_face(face, person, crop)
+    for face, picture in best_faces(faces):
+        reference_from_face(face, person, picture)
     group.delete()
     enqueue_rematch(person.owner_id)
     return len(faces)
 
 
-def best_faces(faces: list[Face], most: int = GROUP_REFERENCES) -> list[tuple[Face, Image.Image]]:
-    """The largest face of each photo, the largest photos' first; of those, the sharpest, with their crops."""
+def best_faces(faces: list[Face], most: int = GROUP_REFERENCES) -> list[tuple[Face, bytes]]:
+    """The largest face of each photo, the largest photos' first; of those, the sharpest, with their pictures."""
     largest: dict[int, Face] = {}
     for face in sorted(faces, key=lambda face: face.area, reverse=True):
         largest.setdefault(face.photo_id, face)
     scored = []
     for face in list(largest.values())[:GROUP_CANDIDATES]:
         try:
-            crop = crop_face(face, size=400)
-        except (engine.UnreadableImage, FileNotFoundError):
-            continue  # a photo gone from storage makes no reference; its face is still named
-        scored.append((sharpness(crop), face, crop))
+            picture = face_picture(face)
+        except (PicturesNotReady, storage.StorageUnavailable, FileNotFoundError):
+            continue  # a photo without its pictures makes no reference; its face is still named
+        scored.append((sharpness(renditions.open_rendition(picture)), face, picture))
     scored.sort(key=lambda item: item[0], reverse=True)
-    return [(face, crop) for _, face, crop in scored[:most]]
+    return [(face, picture) for _, face, picture in scored[:most]]
 
 
 def sharpness(image: Image.Image) -> float:
@@ -220,25 +207,17 @@ def delete_reference(reference: ReferencePhoto) -> None:
 
 def delete_references(references) -> None:
     """Delete reference rows, and their files once the deletion is committed."""
-    names = [name for name in references.values_list("image", flat=True) if name]
+    names = {name for pair in references.values_list("image", "thumbnail") for name in pair if name}
     references.delete()
-    _delete_files_on_commit(ReferencePhoto.image.field.storage, names)
+    storage.delete_on_commit(sorted(names))
 
 
 @transaction.atomic
 def delete_photo(photo: Photo) -> None:
     """Delete a photo, its faces and alerts, and its files; references named from its faces stay."""
-    names = [name for name in (photo.image.name, photo.thumbnail.name) if name]
+    names = photo.file_names()
     photo.delete()
-    _delete_files_on_commit(Photo.image.field.storage, names)
-
-
-def _delete_files_on_commit(storage: Storage, names: list[str]) -> None:
-    def remove() -> None:
-        for name in names:
-            storage.delete(name)
-
-    transaction.on_commit(remove)
+    storage.delete_on_commit(names)
 
 
 def reprocess_photo(photo: Photo) -> None:
