@@ -12,7 +12,7 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from jobs import stats
-from jobs.enqueue import enqueue_alert_delivery
+from jobs.enqueue import enqueue_alert_delivery, enqueue_grouping
 from recognition import engine, storage
 from recognition.matching import Gallery
 from recognition.models import Photo, PhotoStatus
@@ -64,6 +64,7 @@ def store_results(photo: Photo, analysis: engine.Analysis) -> None:
         photo.mark(PhotoStatus.DONE, processed_at=timezone.now())
     for alert in alerts:
         enqueue_alert_delivery(alert.pk)
+    enqueue_grouping(photo.owner_id)
 
 
 def fail_for_good(photo: Photo, reason: str) -> None:
