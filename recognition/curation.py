@@ -12,13 +12,16 @@ import io
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Q
 from PIL import Image
 
-from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_rematch
+from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference, enqueue_rematch
 from recognition import engine
+from recognition.matching import Gallery
 from recognition.models import Alert, Face, Person, Photo, ReferencePhoto, ReferenceStatus
+from recognition.uploads import check_upload
 
 # The size of the upright rendition the photo page shows, and faces are cropped from.
 WEB_SIDE = 1600
@@ -42,20 +45,32 @@ def crop_face(face: Face, size: int = 200, image: Image.Image | None = None) -> 
     """A square-ish crop around a face, no larger than size x size."""
     photo = face.photo
     image = image or web_image(photo)
-    # Face boxes are in the original's oriented pixels; the rendition may be smaller.
-    scale = image.width / photo.width if photo.width else 1.0
-    margin_x = (face.right - face.left) * FACE_MARGIN
-    margin_y = (face.bottom - face.top) * FACE_MARGIN
+    return crop_box(image, face.box, photo.width, size)
+
+
+def crop_box(image: Image.Image, box: engine.Box, full_width: int | None, size: int) -> Image.Image:
+    """A crop around a box given in the original's pixels (full_width wide), from a rendition of it."""
+    scale = image.width / full_width if full_width else 1.0
+    margin_x = (box.right - box.left) * FACE_MARGIN
+    margin_y = (box.bottom - box.top) * FACE_MARGIN
     crop = image.crop(
         (
-            max(0, round((face.left - margin_x) * scale)),
-            max(0, round((face.top - margin_y) * scale)),
-            min(image.width, round((face.right + margin_x) * scale)),
-            min(image.height, round((face.bottom + margin_y) * scale)),
+            max(0, round((box.left - margin_x) * scale)),
+            max(0, round((box.top - margin_y) * scale)),
+            min(image.width, round((box.right + margin_x) * scale)),
+            min(image.height, round((box.bottom + margin_y) * scale)),
         )
     )
     crop.thumbnail((size, size), Image.Resampling.LANCZOS)
     return crop
+
+
+def crop_reference_face(reference: ReferencePhoto, index: int, size: int = 200) -> Image.Image:
+    """One of the faces of a reference waiting for a choice."""
+    box = next(face["box"] for face in reference.faces if face["index"] == index)
+    with reference.image.open("rb") as source:
+        image, width, _ = engine.open_image(source, max_side=WEB_SIDE)
+    return crop_box(image, engine.Box(**box), width, size)
 
 
 def _forget_alert_unless_still_found(photo: Photo, person_id: int | None) -> None:
@@ -114,6 +129,71 @@ def reject_match(face: Face) -> None:
 
 def create_person(owner, name: str) -> Person:
     return Person.objects.create(owner=owner, name=name.strip())
+
+
+def person_named(owner, name: str) -> Person | None:
+    """The owner's person of this name (ignoring case), if there is one."""
+    return Person.objects.filter(owner=owner, name__iexact=name.strip()).order_by("id").first()
+
+
+@transaction.atomic
+def create_person_with_reference(owner, name: str, upload: UploadedFile | None) -> Person:
+    """A new person and their first reference photo, together or not at all (UploadRejected)."""
+    if upload is not None:
+        check_upload(upload)  # before the person exists: a refused photo makes no one
+    person = create_person(owner, name)
+    if upload is not None:
+        add_reference(person, upload)
+    return person
+
+
+def add_reference(person: Person, upload: UploadedFile | None) -> ReferencePhoto:
+    """Store a reference photo and queue its encoding once committed."""
+    reference = person.add_reference(upload)
+    enqueue_reference(reference.pk)
+    return reference
+
+
+def reference_face_choices(reference: ReferencePhoto) -> list[dict]:
+    """The faces of a CHOOSE reference, each with `person`: the known person (other than the reference's
+    own) it already matches, so taking it can be warned about first."""
+    choices = reference.face_choices()
+    if not choices:
+        return choices
+    gallery = Gallery.for_owner(reference.person.owner_id)
+    vectors = [engine.encoding_from_bytes(bytes.fromhex(face["encoding"])) for face in reference.faces]
+    found = gallery.match(vectors, [[reference.person_id]] * len(vectors))
+    names = dict(Person.objects.filter(pk__in=[m.person_id for m in found if m]).values_list("pk", "name"))
+    for choice, match in zip(choices, found, strict=True):
+        choice["person"] = {"id": match.person_id, "name": names[match.person_id]} if match else None
+    return choices
+
+
+@transaction.atomic
+def choose_reference_face(reference: ReferencePhoto, index: int) -> dict | None:
+    """Settle a CHOOSE reference with the user's pick; returns the known person the face matched, if any.
+
+    Raises ValueError for a reference not waiting for a choice or an index it does not have."""
+    ReferencePhoto.objects.select_for_update().filter(pk=reference.pk).first()
+    reference.refresh_from_db()
+    choices = {choice["index"]: choice for choice in reference_face_choices(reference)}
+    reference.choose(index)
+    enqueue_rematch(reference.person.owner_id)
+    return choices[index]["person"]
+
+
+def set_picture(person: Person, face: Face) -> None:
+    """The face the people page shows for this person (one of their own faces)."""
+    if face.person_id != person.pk:
+        raise ValueError("the face is not this person")
+    person.picture = face
+    person.save(update_fields=["picture"])
+
+
+def set_hidden(person: Person, hidden: bool) -> None:
+    """Hide a person from the people page (or show them again); they stay known and matched."""
+    person.hidden = hidden
+    person.save(update_fields=["hidden"])
 
 
 def rename_person(person: Person, name: str) -> None:

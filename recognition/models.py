@@ -47,6 +47,11 @@ class PhotoStatus(models.TextChoices):
     FAILED = "failed", "failed"
 
 
+class TakenAtSource(models.TextChoices):
+    EXIF = "exif", "camera"
+    UPLOAD = "upload", "upload time"
+
+
 UNFINISHED = (PhotoStatus.WAITING, PhotoStatus.QUEUED, PhotoStatus.PROCESSING)
 
 
@@ -64,6 +69,9 @@ class PhotoManager(models.Manager):
             size_bytes=upload.size,
             sha256=sha256,
             status=PhotoStatus.QUEUED,
+            # Until the job reads the camera's date, the upload time stands in.
+            taken_at=timezone.now(),
+            taken_at_source=TakenAtSource.UPLOAD,
         )
         return photo, False
 
@@ -72,6 +80,12 @@ class Person(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="people")
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Hidden from the people page, still known and matched.
+    hidden = models.BooleanField(default=False)
+    # The face the user chose as their picture; otherwise their best match is shown.
+    picture = models.ForeignKey(
+        "Face", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
 
     class Meta:
         ordering = ["name", "id"]
@@ -91,12 +105,16 @@ class Person(models.Model):
 
 class ReferenceStatus(models.TextChoices):
     QUEUED = "queued", "queued"
+    CHOOSE = "choose", "choose a face"  # several faces found: the user picks theirs, nothing is guessed
     DONE = "done", "done"
     FAILED = "failed", "failed"
 
 
 class ReferencePhoto(models.Model):
-    """A photo that shows what a known person looks like; its largest face is their encoding."""
+    """A photo that shows what a known person looks like: its one face is their encoding.
+
+    A photo with several faces waits in CHOOSE with every face in `faces` until the user picks one.
+    """
 
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="references")
     image = models.ImageField(upload_to=reference_path, max_length=200)
@@ -104,6 +122,8 @@ class ReferencePhoto(models.Model):
     encoding = models.BinaryField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=20, choices=ReferenceStatus.choices, default=ReferenceStatus.QUEUED)
     error = models.TextField(blank=True)
+    # CHOOSE: every face found, [{"index", "box", "encoding" (hex)}], until the user picks one.
+    faces = models.JSONField(default=list, blank=True, editable=False)
     # Set when the reference was made by naming a face on a photo page.
     source_face = models.ForeignKey(
         "Face", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
@@ -119,6 +139,39 @@ class ReferencePhoto(models.Model):
 
     def vector(self) -> np.ndarray | None:
         return engine.encoding_from_bytes(self.encoding) if self.encoding else None
+
+    def store_faces(self, found: list[engine.DetectedFace]) -> None:
+        """Record what the encoding job found: one face is the encoding, several wait for a choice."""
+        if len(found) == 1:
+            fields = {"status": ReferenceStatus.DONE, "encoding": engine.encoding_to_bytes(found[0].encoding)}
+            fields["faces"] = []
+        else:
+            # Left to right, as the user sees them.
+            found = sorted(found, key=lambda face: (face.box.left, face.box.top))
+            fields = {
+                "status": ReferenceStatus.CHOOSE,
+                "encoding": None,
+                "faces": [
+                    {"index": i, "box": f.box.as_dict(), "encoding": engine.encoding_to_bytes(f.encoding).hex()}
+                    for i, f in enumerate(found)
+                ],
+            }
+        ReferencePhoto.objects.filter(pk=self.pk).update(error="", **fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def face_choices(self) -> list[dict]:
+        """The faces to choose from: index and box (no encodings)."""
+        return [{"index": face["index"], "box": face["box"]} for face in self.faces]
+
+    def choose(self, index: int) -> None:
+        """The user's pick among the faces: it becomes the encoding, the others are forgotten."""
+        face = next((face for face in self.faces if face["index"] == index), None)
+        if self.status != ReferenceStatus.CHOOSE or face is None:
+            raise ValueError("no such face to choose")
+        self.encoding = bytes.fromhex(face["encoding"])
+        self.status, self.faces, self.error = ReferenceStatus.DONE, [], ""
+        self.save(update_fields=["encoding", "status", "faces", "error", "updated_at"])
 
 
 class Photo(models.Model):
@@ -139,12 +192,18 @@ class Photo(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When the photo was taken: EXIF DateTimeOriginal (with its offset), else the upload time.
+    taken_at = models.DateTimeField(null=True, blank=True)
+    taken_at_source = models.CharField(max_length=10, choices=TakenAtSource.choices, blank=True)
+    # A gallery change is being matched against this photo's faces (jobs.rematch clears it).
+    rematch_pending = models.BooleanField(default=False)
 
     objects = PhotoManager()
 
     class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["owner", "status"])]
+        # Newest taken first; the id makes the order stable for pagination.
+        ordering = [models.F("taken_at").desc(nulls_last=True), "-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "status"]), models.Index(fields=["owner", "-taken_at", "-id"])]
 
     def __str__(self) -> str:
         return self.original_name or f"photo {self.pk}"
@@ -237,6 +296,9 @@ def _pair_by_overlap(old: list[Face], new: list[Face], minimum: float = 0.3) -> 
     return pairs
 
 
+SURE_DISTANCE = 0.45
+
+
 class Face(models.Model):
     photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="faces")
     # Box in the original image's pixels, after EXIF orientation.
@@ -260,6 +322,12 @@ class Face(models.Model):
     @property
     def box(self) -> Box:
         return Box(top=self.top, right=self.right, bottom=self.bottom, left=self.left)
+
+    @property
+    def certainty(self) -> str:
+        """A match in words: "sure" below SURE_DISTANCE (no stranger of the 100 measured came that close
+        to anyone in a 903-person gallery; ../shared/faces README), "likely" up to the match distance."""
+        return "sure" if self.distance is not None and self.distance < SURE_DISTANCE else "likely"
 
     def vector(self) -> np.ndarray:
         return engine.encoding_from_bytes(self.encoding)
@@ -324,7 +392,11 @@ class Alert(models.Model):
         return {
             "id": self.pk,
             "person": {"id": self.person_id, "name": self.person.name},
-            "photo": {"id": self.photo_id, "url": settings.SITE_URL.rstrip("/") + self.photo.get_absolute_url()},
+            "photo": {
+                "id": self.photo_id,
+                "url": settings.SITE_URL.rstrip("/") + self.photo.get_absolute_url(),
+                "taken_at": self.photo.taken_at.isoformat() if self.photo.taken_at else None,
+            },
             "face": self.face_id,
             "distance": self.distance,
             "created_at": self.created_at.isoformat(),

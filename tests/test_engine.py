@@ -171,3 +171,29 @@ def test_fuzz_open_image_raises_only_unreadable_image(data):
 def test_fuzz_detect_faces_raises_only_unreadable_image(data):
     with override_settings(FACES_MAX_PIXELS=4_000_000, FACES_DETECT_MAX_SIDE=96):
         opens_or_is_unreadable(data, engine.detect_faces)
+
+
+def exif_jpeg(**tags) -> bytes:
+    exif = Image.Exif()
+    details = exif.get_ifd(engine.EXIF_IFD)
+    for tag, value in tags.items():
+        details[getattr(engine, tag)] = value
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, format="JPEG", exif=exif)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ({"DATETIME_ORIGINAL": "2021:07:04 18:30:05", "OFFSET_TIME_ORIGINAL": "-04:00"}, "2021-07-04T18:30:05-04:00"),
+        ({"DATETIME_ORIGINAL": "2021:07:04 18:30:05"}, "2021-07-04T18:30:05"),  # naive: TIME_ZONE decides
+        ({"DATETIME_DIGITIZED": "2020:01:02 03:04:05"}, "2020-01-02T03:04:05"),
+        ({"DATETIME_ORIGINAL": "0000:00:00 00:00:00"}, None),  # a camera with no clock set
+        ({}, None),
+    ],
+)
+def test_capture_time_from_exif(tags, expected):
+    image, _, _ = engine.open_image(exif_jpeg(**tags))
+    taken = image.info["taken_at"]
+    assert (taken.isoformat() if taken else None) == expected

@@ -1,7 +1,14 @@
-/* Small helpers on every page: confirm before destructive buttons; a photo page that is still being
+/* Small helpers on every page: confirm before destructive buttons; focus goes back to where a form was
+   used (the #fragment its redirect names) or to its message; a photo page that is still being
    processed reloads itself once it is done. */
 (function () {
   "use strict";
+
+  // After a form's redirect, keyboard and screen-reader users go on where they were, not at the top.
+  var target = window.location.hash && document.getElementById(decodeURIComponent(window.location.hash.slice(1)));
+  var messages = document.getElementById("messages");
+  if (target && target.tabIndex >= -1 && target.hasAttribute("tabindex")) target.focus();
+  else if (messages && !document.querySelector("[autofocus]")) messages.focus({ preventScroll: true });
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-confirm]");
@@ -38,9 +45,11 @@
           person.references.forEach(function (reference) {
             var item = references.querySelector('[data-reference-id="' + reference.id + '"]');
             if (!item) return;
+            // A group photo: the page shows its faces to choose from.
+            if (reference.status === "choose" && !item.querySelector(".face-choice")) window.location.reload();
             item.dataset.status = reference.status;
             var label = item.querySelector(".status");
-            label.textContent = reference.status;
+            label.textContent = reference.status === "choose" ? "choose a face" : reference.status;
             label.className = "status status-" + reference.status;
             item.querySelector(".reference-error").textContent = reference.error;
           });
