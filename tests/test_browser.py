@@ -363,6 +363,13 @@ def test_viewer_keys_select_many_and_filters(page, live_server, user, album, red
     expect(page.locator("#viewer-title")).to_have_text(re.compile(r"\(2 of 6\)$"))
     page.keyboard.press("ArrowRight")
     expect(page.locator("#viewer-title")).to_have_text(re.compile(r"\(3 of 6\)$"))
+    swipe = """(dx) => { const viewer = document.getElementById("viewer");
+      const at = (x) => new Touch({ identifier: 1, target: viewer, clientX: x, clientY: 200 });
+      viewer.dispatchEvent(new TouchEvent("touchstart", { touches: [at(300)], changedTouches: [at(300)] }));
+      viewer.dispatchEvent(new TouchEvent("touchend", { touches: [], changedTouches: [at(300 + dx)] })); }"""
+    page.evaluate(swipe, -120)  # a swipe to the left: the next photo
+    expect(page.locator("#viewer-title")).to_have_text(re.compile(r"\(4 of 6\)$"))
+    page.evaluate(swipe, 120)
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("ArrowLeft")
     expect(page.locator("#viewer-title")).to_have_text(re.compile(r"^obama_biden.jpg \(1 of 6\)$"))
