@@ -304,7 +304,7 @@ def add_person(request: HttpRequest, form: PersonForm) -> HttpResponse:
     existing = curation.person_named(request.user, name)
     if existing is not None and choice != "new":
         if choice != "add":
-            return render_people(request, form, existing=existing)
+            return render_people(request, form, existing=existing, photo_dropped=upload is not None)
         if upload is None:
             return redirect(existing)
         try:
@@ -323,7 +323,9 @@ def add_person(request: HttpRequest, form: PersonForm) -> HttpResponse:
     return redirect(person)
 
 
-def render_people(request: HttpRequest, form: PersonForm, existing: Person | None = None) -> HttpResponse:
+def render_people(
+    request: HttpRequest, form: PersonForm, existing: Person | None = None, photo_dropped: bool = False
+) -> HttpResponse:
     order = request.GET.get("sort") if request.GET.get("sort") in PEOPLE_ORDERS else "photos"
     show_hidden = request.GET.get("hidden") == "1"
     best_face = (
@@ -353,6 +355,9 @@ def render_people(request: HttpRequest, form: PersonForm, existing: Person | Non
         "people": listing,
         "form": form,
         "existing": existing,
+        "photo_dropped": photo_dropped,
+        # For the page's script, to ask about a name in use before the photo is sent.
+        "known_names": [{"name": p.name, "url": p.get_absolute_url()} for p in everyone.only("pk", "name")],
         "order": order,
         "show_hidden": show_hidden,
         "hidden_count": everyone.filter(hidden=True).count() if not show_hidden else 0,

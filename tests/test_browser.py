@@ -242,7 +242,7 @@ def add_person_on_page(page, live_server, name: str, reference: str | None = Non
     page.fill("input[name=name]", name)
     if reference:
         page.set_input_files("form.add-person input[name=image]", str(face_file(reference)))
-    page.click("#add-person button[type=submit]")
+    page.click("#add-person-submit")
 
 
 def test_group_reference_failed_reference_and_matching_cards(page, live_server, user, run_jobs):
@@ -250,7 +250,7 @@ def test_group_reference_failed_reference_and_matching_cards(page, live_server, 
     a name in use asks; cards say "matching..." while references are encoded, then update live."""
     from playwright.sync_api import expect
 
-    from recognition.models import Photo
+    from recognition.models import Person, Photo
 
     photo_id = api_upload(user, "groups/obama_biden.jpg")
     run_jobs()
@@ -299,14 +299,17 @@ def test_group_reference_failed_reference_and_matching_cards(page, live_server, 
     expect(cat).to_contain_text("0 references")
     expect(cat.locator(".reference-failed")).to_have_text("1 reference photo failed")
     expect(cat.locator("img")).to_have_count(0)
-    # A name in use asks before making a second one.
-    add_person_on_page(page, live_server, "obama")
+    # A name in use asks before making a second one, and keeps the photo chosen.
+    add_person_on_page(page, live_server, "obama", "people/obama/senate.jpg")
     expect(page.locator("#name-in-use")).to_contain_text("You already have Obama. Add to the existing person?")
+    assert page.url.endswith("/people/")  # asked on the page: nothing was sent yet
     assert axe_violations(page) == []
     shot(page, "people_name_in_use")
     page.click("button:has-text('Add to Obama')")
     page.wait_for_url("**/people/*/")
     expect(page.locator("h1")).to_have_text("Obama")
+    expect(page.locator(".reference")).to_have_count(2)
+    assert Person.objects.filter(owner=user, name__iexact="obama").count() == 1
 
 
 @pytest.fixture

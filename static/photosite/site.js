@@ -34,6 +34,31 @@
     setTimeout(poll, 2000);
   }
 
+  // Adding a person whose name is in use: ask before sending, so the chosen photo is not lost.
+  var addPerson = document.getElementById("add-person");
+  var known = document.getElementById("known-names");
+  if (addPerson && known) {
+    var names = JSON.parse(known.textContent);
+    addPerson.addEventListener("submit", function (event) {
+      if (event.submitter && event.submitter.name === "if_exists") return;
+      var typed = addPerson.elements.name.value.trim().toLowerCase();
+      var same = names.filter(function (person) { return person.name.toLowerCase() === typed; })[0];
+      if (!same) return;
+      event.preventDefault();
+      var question = document.getElementById("name-in-use");
+      question.querySelector(".existing-link").textContent = same.name;
+      question.querySelector(".existing-link").href = same.url;
+      question.querySelectorAll(".existing-name").forEach(function (span) { span.textContent = same.name; });
+      question.hidden = false;
+      document.getElementById("add-person-submit").hidden = true;
+      question.querySelector("button").focus();
+    });
+    addPerson.elements.name.addEventListener("input", function () {
+      document.getElementById("name-in-use").hidden = true;
+      document.getElementById("add-person-submit").hidden = false;
+    });
+  }
+
   // A person's reference photos: follow their encoding until none is queued.
   var references = document.getElementById("references");
   var queued = function () { return references.querySelectorAll('[data-status="queued"]').length; };
