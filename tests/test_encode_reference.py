@@ -7,7 +7,7 @@ import pytest
 from recognition.models import Person, Photo, ReferencePhoto, ReferenceStatus
 from tests.conftest import upload_of
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.scaleout]
 
 
 def add_person(api, name: str, relative: str) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from recognition import engine
 from recognition.models import Face, Person, PhotoStatus
 from tests.conftest import stored_photo
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.scaleout]
 
 
 def face(photo, person=None, left=0) -> Face:

@@ -8,6 +8,7 @@
   var CONCURRENT_UPLOADS = 3;
   var POLL_MS = 1500;
   var POLL_MAX_MS = 15000;
+  var MAX_ROWS = 100;
 
   var form = document.getElementById("upload-form");
   var input = document.getElementById("id_images");
@@ -77,6 +78,9 @@
     }
     if (ok) counts.ok += 1;
     else counts.refused += 1;
+    // The list stays short: refused files stay to be read, the oldest successes go.
+    var done = list.querySelectorAll(".upload-item.ok");
+    for (var i = MAX_ROWS; i < done.length; i++) done[i].remove();
     showSummary();
   }
 
