@@ -511,8 +511,15 @@ def test_every_page_is_accessible_and_fits_a_phone(page, live_server, user, albu
     expect(page.locator("#viewer")).to_be_visible()
     assert sideways_scroll(page) == 0
     shot(page, "phone_viewer")
-    # Focus is visible on our own controls (not the browser default).
+    # Focus is visible on our own controls (not the browser default), the hidden file input's label too.
     page.keyboard.press("Escape")
     page.locator(".card .select").first.focus()
-    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
-    assert outline == "solid"
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    page.focus("#id_images")
+    assert page.evaluate("getComputedStyle(document.querySelector('.file-button')).outlineStyle") == "solid"
+    # The first Tab reaches the skip link, which takes the keyboard past the header.
+    page.goto(live_server.url + "/people/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
