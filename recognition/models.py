@@ -236,11 +236,13 @@ class Photo(models.Model):
         Face.objects.bulk_create(new_faces)
         for old, new in pairs:
             new.carry_decisions_from(old)
-        # Alerts and references made from a face point at it: move them to the paired face before the
-        # old ones go ("not this person" finds the reference it has to drop through source_face).
+        # Alerts, references made from a face and a person's chosen picture point at it: move them to the
+        # paired face before the old ones go ("not this person" finds the reference it has to drop
+        # through source_face).
         for old, new in pairs:
             Alert.objects.filter(face=old).update(face=new)
             ReferencePhoto.objects.filter(source_face=old).update(source_face=new)
+            Person.objects.filter(picture=old).update(picture=new)
         Face.objects.filter(pk__in=[f.pk for f in old_faces]).delete()
         Photo.objects.filter(pk=self.pk).update(width=analysis.width, height=analysis.height)
         self.width, self.height = analysis.width, analysis.height
