@@ -469,6 +469,17 @@ def test_uploads_sum_up_and_page_one_keeps_its_size(page, live_server, user, red
     expect(page.locator(".upload-item", has_text="Uploaded before")).to_have_count(1)
     link = page.locator(".upload-item a:has-text('see that photo')")
     expect(link).to_have_attribute("href", re.compile(r"^/photos/\d+/$"))
+    # The viewer goes on past the last card of the page to the next page, and back.
+    page.goto(live_server.url + "/")  # 26 photos now: two pages
+    cards.last.locator(".card-link").click()
+    expect(page.locator("#viewer-title")).to_have_text(re.compile(r"\(24 of 24\)$"))
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url(re.compile(r"\?page=2$"))  # the view= hint is gone from the address
+    expect(page.locator("#viewer")).to_be_visible()
+    expect(page.locator("#viewer-title")).to_have_text(re.compile(r"\(1 of 2\)$"))
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url(re.compile(r"\?page=1$"))
+    expect(page.locator("#viewer-title")).to_have_text(re.compile(r"\(24 of 24\)$"))
 
 
 def test_every_page_is_accessible_and_fits_a_phone(page, live_server, user, album, redis_server):

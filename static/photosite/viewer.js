@@ -1,6 +1,7 @@
 /* The viewer: a gallery card opens its photo full-window; previous and next follow the gallery's order
-   and filter (the cards of this page), by buttons, arrow keys or a swipe. Escape goes back to the same
-   place in the gallery. A face box opens that face's actions on the photo page. */
+   and filter, by buttons, arrow keys or a swipe, on to the next or previous page of the gallery (which
+   opens with the viewer on its first or last photo). Escape goes back to the same place in the
+   gallery. A face box opens that face's actions on the photo page. */
 (function () {
   "use strict";
 
@@ -32,8 +33,8 @@
     var name = card.querySelector(".card-name").textContent;
     title.textContent = name + " (" + (index + 1) + " of " + all.length + ")";
     openLink.href = "/photos/" + id + "/";
-    prev.disabled = index === 0;
-    next.disabled = index === all.length - 1;
+    prev.disabled = index === 0 && !pageLink("prev");
+    next.disabled = index === all.length - 1 && !pageLink("next");
     frame.querySelectorAll(".face-box").forEach(function (box) { box.remove(); });
     caption.textContent = "";
     image.alt = name;
@@ -84,8 +85,25 @@
     dialog.querySelector(".viewer-close").focus();
   }
 
+  function pageLink(rel) {
+    return document.querySelector('.pagination a[rel="' + rel + '"]');
+  }
+
   function step(delta) {
-    show(current + delta);
+    var all = cards();
+    var beyond = current + delta < 0 ? "prev" : current + delta >= all.length ? "next" : null;
+    if (!beyond) return show(current + delta);
+    var link = pageLink(beyond);
+    if (link) window.location.href = link.href + "&view=" + (beyond === "next" ? "first" : "last");
+  }
+
+  // Arriving from the previous or next page in the viewer: open it where the user was going.
+  var params = new URLSearchParams(window.location.search);
+  var arriving = params.get("view");
+  if (arriving && cards().length) {
+    params.delete("view");
+    history.replaceState(null, "", window.location.pathname + (params.toString() ? "?" + params : ""));
+    open(arriving === "last" ? cards().length - 1 : 0);
   }
 
   grid.addEventListener("click", function (event) {
