@@ -315,9 +315,11 @@ def test_group_reference_failed_reference_and_matching_cards(page, live_server, 
 @pytest.fixture
 def album(user):
     """Six photos, taken on different days; the newest has Obama and an unknown face."""
+    import io
     from datetime import UTC, datetime
 
     import numpy as np
+    from django.core.files.base import ContentFile
 
     from recognition import engine
     from recognition.models import Alert, Face, Person, PhotoStatus
@@ -331,7 +333,10 @@ def album(user):
         taken = datetime(2024, 6, 30 - day, 12, tzinfo=UTC)
         photo = stored_photo(user, relative, status=PhotoStatus.DONE, taken_at=taken, taken_at_source="exif")
         with photo.image.open("rb") as source:
-            _, photo.width, photo.height = engine.open_image(source, max_side=64)
+            image, photo.width, photo.height = engine.open_image(source, max_side=400)
+        out = io.BytesIO()
+        image.save(out, format="JPEG")
+        photo.thumbnail.save("thumb.jpg", ContentFile(out.getvalue()), save=False)
         photo.save()
         photos.append(photo)
     zero = engine.encoding_to_bytes(np.zeros(128))
