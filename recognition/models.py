@@ -9,6 +9,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import models, transaction
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
@@ -76,6 +77,32 @@ class PhotoManager(models.Manager):
         return photo, False
 
 
+class PersonQuerySet(models.QuerySet):
+    def listed(self) -> PersonQuerySet:
+        """With what the people page shows: photo and reference counts, and the face to show."""
+        best_face = (
+            Face.objects.filter(person=OuterRef("pk"))
+            .order_by(F("named_by_user").desc(), F("distance").asc(nulls_last=True), "id")
+            .values("pk")[:1]
+        )
+        chosen_face = Face.objects.filter(pk=OuterRef("picture_id"), person=OuterRef("pk")).values("pk")
+        # Only a reference that was encoded shows their face: a failed one (a cat) is not them.
+        encoded = ReferencePhoto.objects.filter(person=OuterRef("pk"), status=ReferenceStatus.DONE)
+        return self.annotate(
+            photo_count=Count("faces__photo", distinct=True),
+            reference_count=_references_in(ReferenceStatus.DONE),
+            failed_count=_references_in(ReferenceStatus.FAILED),
+            choose_count=_references_in(ReferenceStatus.CHOOSE),
+            picture_face_id=Subquery(chosen_face),  # the face the user chose, while it is still them
+            best_face_id=Subquery(best_face),
+            reference_id=Subquery(encoded.order_by("id").values("pk")[:1]),
+        )
+
+
+def _references_in(status: str) -> Count:
+    return Count("references", filter=Q(references__status=status), distinct=True)
+
+
 class Person(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="people")
     name = models.CharField(max_length=200)
@@ -86,6 +113,8 @@ class Person(models.Model):
     picture = models.ForeignKey(
         "Face", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
+
+    objects = PersonQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "id"]
@@ -160,6 +189,11 @@ class ReferencePhoto(models.Model):
         for name, value in fields.items():
             setattr(self, name, value)
 
+    @classmethod
+    def encoding_pending(cls, owner) -> bool:
+        """A reference photo of this user is still being encoded: any match may still change."""
+        return cls.objects.filter(person__owner=owner, status=ReferenceStatus.QUEUED).exists()
+
     def face_choices(self) -> list[dict]:
         """The faces to choose from: index and box (no encodings)."""
         return [{"index": face["index"], "box": face["box"]} for face in self.faces]
@@ -213,6 +247,10 @@ class Photo(models.Model):
 
     def people_names(self) -> list[str]:
         return sorted({face.person.name for face in self.faces.all() if face.person_id})
+
+    def is_matching(self, references_pending: bool) -> bool:
+        """Done, but a gallery change (a reference being encoded, a re-match) has still to reach it."""
+        return self.status == PhotoStatus.DONE and (self.rematch_pending or references_pending)
 
     def mark(self, status: str, error: str = "", **fields) -> None:
         """Set the status (and error) with a narrow UPDATE, so concurrent writers never clobber other fields."""

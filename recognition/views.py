@@ -15,7 +15,7 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -31,7 +31,7 @@ from recognition.api import UploadThrottle
 from recognition.downloads import zip_of
 from recognition.filters import BadFilter, PhotoFilter
 from recognition.forms import MergeForm, NameFaceForm, PersonForm, ReferenceForm, RenameForm, SettingsForm, SignupForm
-from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus, UserSettings
+from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto, UserSettings
 from recognition.uploads import UploadRejected
 
 PHOTOS_PER_PAGE = 24
@@ -69,30 +69,18 @@ def signup(request: HttpRequest) -> HttpResponse:
 # Gallery and photos
 
 
-def photo_card(photo: Photo, gallery_changing: bool = False) -> dict:
-    """What a gallery card shows, as JSON for the live updates.
-
-    "matching" is true while a change to the gallery (a reference being encoded, a re-match) is still
-    to reach this photo: its names may be about to change."""
+def photo_card(photo: Photo, references_pending: bool = False) -> dict:
+    """What a gallery card shows, as JSON for the live updates ("matching": its names may still change)."""
     return {
         "id": photo.pk,
         "status": photo.status,
-        "matching": is_matching(photo, gallery_changing),
+        "matching": photo.is_matching(references_pending),
         "error": photo.error,
         "names": photo.people_names(),
         "thumbnail": reverse("photo-thumbnail", args=[photo.pk]) if photo.thumbnail else None,
         "url": photo.get_absolute_url(),
         "name": str(photo),
     }
-
-
-def is_matching(photo: Photo, gallery_changing: bool) -> bool:
-    return photo.status == PhotoStatus.DONE and (photo.rematch_pending or gallery_changing)
-
-
-def gallery_changing(owner) -> bool:
-    """A reference photo of this user is still being encoded: every match may still change."""
-    return ReferencePhoto.objects.filter(person__owner=owner, status=ReferenceStatus.QUEUED).exists()
 
 
 @login_required
@@ -109,9 +97,9 @@ def gallery(request: HttpRequest) -> HttpResponse:
     except BadFilter as exc:
         filters, filter_error = PhotoFilter(), str(exc)
     page = page_of(request, filters.apply(photos), PHOTOS_PER_PAGE)
-    changing = gallery_changing(request.user)
+    pending = ReferencePhoto.encoding_pending(request.user)
     for photo in page:
-        photo.matching = is_matching(photo, changing)
+        photo.matching = photo.is_matching(pending)
     context = {
         "page": page,
         "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
@@ -152,8 +140,8 @@ def photo_status(request: HttpRequest) -> JsonResponse:
     """Cards' live status: /photos/status/?ids=1,2,3 (the user's own photos only)."""
     ids = [int(part) for part in request.GET.get("ids", "").split(",") if part.strip().isdecimal()]
     photos = Photo.objects.filter(owner=request.user, pk__in=ids[:STATUS_MAX_IDS]).prefetch_related("faces__person")
-    changing = gallery_changing(request.user)
-    return JsonResponse({"photos": [photo_card(photo, changing) for photo in photos]})
+    pending = ReferencePhoto.encoding_pending(request.user)
+    return JsonResponse({"photos": [photo_card(photo, pending) for photo in photos]})
 
 
 def face_boxes(photo: Photo, faces: list[Face]) -> list[dict]:
@@ -328,29 +316,8 @@ def render_people(
 ) -> HttpResponse:
     order = request.GET.get("sort") if request.GET.get("sort") in PEOPLE_ORDERS else "photos"
     show_hidden = request.GET.get("hidden") == "1"
-    best_face = (
-        Face.objects.filter(person=OuterRef("pk"))
-        .order_by(F("named_by_user").desc(), F("distance").asc(nulls_last=True), "id")
-        .values("pk")[:1]
-    )
-    chosen_face = Face.objects.filter(pk=OuterRef("picture_id"), person=OuterRef("pk"))
-    # Only a reference that was encoded shows their face: a failed one (a cat) is not them.
-    first_reference = ReferencePhoto.objects.filter(person=OuterRef("pk"), status=ReferenceStatus.DONE)
     everyone = Person.objects.filter(owner=request.user)
-    listing = (
-        everyone.filter(hidden=show_hidden)
-        .annotate(
-            photo_count=Count("faces__photo", distinct=True),
-            reference_count=Count("references", filter=Q(references__status=ReferenceStatus.DONE), distinct=True),
-            failed_count=Count("references", filter=Q(references__status=ReferenceStatus.FAILED), distinct=True),
-            choose_count=Count("references", filter=Q(references__status=ReferenceStatus.CHOOSE), distinct=True),
-            best_face_id=Subquery(best_face),
-            # The face the user chose, while it is still them.
-            picture_face_id=Subquery(chosen_face.values("pk")),
-            reference_id=Subquery(first_reference.order_by("id").values("pk")[:1]),
-        )
-        .order_by(*PEOPLE_ORDERS[order])
-    )
+    listing = everyone.filter(hidden=show_hidden).listed().order_by(*PEOPLE_ORDERS[order])
     context = {
         "people": listing,
         "form": form,
