@@ -10,7 +10,7 @@ date-times.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import QueryDict
@@ -117,7 +117,3 @@ class PhotoFilter:
             if value
         ]
         return urlencode(pairs) + "&" if pairs else ""
-
-    def day(self, value: str) -> date | None:
-        """A date bound as a date, for the page's date inputs."""
-        return parse_date(value[:10]) if value else None
