@@ -108,3 +108,12 @@ def test_gallery_pages_are_numbered_and_keep_the_filters(client, user):
     assert 'href="?status=failed&amp;page=2"' in html and 'aria-current="page"' in html
     page_two = client.get(reverse("gallery") + "?status=failed&page=2").content.decode()
     assert len(re.findall(r'class="card" data-photo-id="\d+"', page_two)) == 6
+
+
+def test_gallery_queries_do_not_grow_with_the_photos(client, user, album, django_assert_max_num_queries):
+    client.force_login(user)
+    for _ in range(30):
+        face(stored_photo(user, status=PhotoStatus.DONE), album["obama"])
+    with django_assert_max_num_queries(12):
+        response = client.get(reverse("gallery") + f"?person={album['obama'].pk}")
+    assert response.status_code == 200
