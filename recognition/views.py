@@ -166,6 +166,7 @@ def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
     faces = list(photo.faces.select_related("person").prefetch_related("rejected_people"))
     context = {
         "photo": photo,
+        "matching": photo.is_matching(ReferencePhoto.encoding_pending(request.user)),
         "boxes": face_boxes(photo, faces),
         "people": Person.objects.filter(owner=request.user),
     }

@@ -450,6 +450,7 @@ def test_cards_say_matching_while_the_gallery_changes(owner, photo, person, user
     (card,) = owner.get(url).json()["photos"]
     assert card["status"] == "done" and card["matching"] is True
     assert 'data-matching="1"' in owner.get(reverse("gallery")).content.decode()
+    assert 'data-status="matching"' in owner.get(reverse("photo", args=[photo.pk])).content.decode()
     queued.delete()
     Photo.objects.filter(pk=photo.pk).update(rematch_pending=True)  # a re-match on its way
     assert owner.get(url).json()["photos"][0]["matching"] is True

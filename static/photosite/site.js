@@ -22,11 +22,11 @@
         .then(function (response) { return response.json(); })
         .then(function (body) {
           var photo = body.photos[0];
-          if (photo && ["done", "failed"].indexOf(photo.status) !== -1) {
+          if (photo && ["done", "failed"].indexOf(photo.status) !== -1 && !photo.matching) {
             window.location.reload();
             return;
           }
-          if (photo) status.textContent = photo.status;
+          if (photo) status.textContent = photo.matching ? "matching…" : photo.status;
           setTimeout(poll, 2000);
         })
         .catch(function () { setTimeout(poll, 10000); });
