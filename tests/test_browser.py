@@ -389,6 +389,9 @@ def test_viewer_keys_select_many_and_filters(page, live_server, user, album, red
     expect(viewer).to_be_hidden()
     assert page.evaluate("window.scrollY") == scrolled
     assert page.evaluate("document.activeElement.closest('.card').dataset.photoId") == str(album[0].pk)
+    page.keyboard.press("Enter")  # from the keyboard alone, the focused card opens again
+    expect(page.locator("#viewer-title")).to_have_text(re.compile(r"\(1 of 6\)$"))
+    page.keyboard.press("Escape")
     # A face box in the viewer opens that face's actions.
     cards.nth(0).locator(".card-link").click()
     viewer.locator(".face-box.known").click()
