@@ -299,6 +299,9 @@ class Photo(models.Model):
                 face.person_id, face.distance = person_id, distance
                 # update(), not save(): a face a concurrent reprocess removed is simply gone, not an error.
                 Face.objects.filter(pk=face.pk).update(person_id=person_id, distance=distance)
+        # An alert says who is in the photo: one for somebody no longer found in it would mislead.
+        found = self.faces.filter(person__isnull=False).values("person_id")
+        Alert.objects.filter(photo=self).exclude(person_id__in=found).delete()
         return self.record_alerts()
 
     def record_alerts(self) -> list[Alert]:

@@ -70,3 +70,21 @@ def test_one_face_is_taken_and_none_fails(api, run_jobs):
     assert ReferencePhoto.objects.get(pk=single).status == ReferenceStatus.DONE
     failed = ReferencePhoto.objects.get(pk=cat)
     assert failed.status == ReferenceStatus.FAILED and failed.error == "no face found in this reference photo"
+
+
+def test_taking_someones_face_moves_their_alert_too(api, user, run_jobs):
+    obama_id, _ = add_person(api, "Barack Obama", "people/obama/portrait_2012.jpg")
+    run_jobs()
+    photo_id = api.post("/api/photos/", {"image": upload_of("groups/obama_biden.jpg")}).json()["id"]
+    run_jobs()
+    assert [alert["person"]["id"] for alert in api.get("/api/alerts/").json()["results"]] == [obama_id]
+    group_id, reference_id = add_person(api, "Group Person", "groups/obama_biden.jpg")
+    run_jobs()
+    api.post(f"/api/people/{group_id}/references/{reference_id}/choose/", {"face": 0}, format="json")
+    run_jobs()
+    # Obama's face is now nobody's for sure (two people within the margin) or Group Person's: either
+    # way his alert no longer points at a photo where he is not found.
+    photo = Photo.objects.get(pk=photo_id)
+    alerts = api.get("/api/alerts/").json()["results"]
+    assert "Barack Obama" not in photo.people_names()
+    assert obama_id not in [alert["person"]["id"] for alert in alerts]
