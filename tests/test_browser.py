@@ -499,8 +499,12 @@ def test_every_page_is_accessible_and_fits_a_phone(page, live_server, user, albu
     person = album[0].faces.exclude(person=None).first().person
     settings.ALLOW_SIGNUP = True
     for path in ("/accounts/login/", "/accounts/signup/"):
-        page.goto(live_server.url + path)
-        assert axe_violations(page) == [], path
+        for viewport in ({"width": 1280, "height": 900}, PHONE):
+            page.set_viewport_size(viewport)
+            page.goto(live_server.url + path)
+            assert axe_violations(page) == [], path
+            assert sideways_scroll(page) == 0, (path, viewport, too_wide(page))
+    page.set_viewport_size({"width": 1280, "height": 900})
     sign_in(page, live_server)
     # The confirmation page the bulk actions show without JavaScript.
     page.evaluate(
@@ -515,6 +519,8 @@ def test_every_page_is_accessible_and_fits_a_phone(page, live_server, user, albu
     expect(page.locator("h1")).to_have_text("Delete 2 photos?")
     assert axe_violations(page) == []
     shot(page, "bulk_confirm")
+    page.set_viewport_size(PHONE)
+    assert sideways_scroll(page) == 0, too_wide(page)
     pages = {
         "gallery": "/",
         "photo": album[0].get_absolute_url(),
