@@ -5,6 +5,12 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+def upload_time_until_read(apps, schema_editor):
+    """Photos stored before capture dates: their upload time stands in until they are processed again."""
+    Photo = apps.get_model("recognition", "Photo")
+    Photo.objects.filter(taken_at__isnull=True).update(taken_at=models.F("created_at"), taken_at_source="upload")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -56,4 +62,5 @@ class Migration(migrations.Migration):
             model_name='photo',
             index=models.Index(fields=['owner', '-taken_at', '-id'], name='recognition_owner_i_133d3d_idx'),
         ),
+        migrations.RunPython(upload_time_until_read, migrations.RunPython.noop),
     ]
