@@ -375,6 +375,7 @@
     }
   });
   countLabel.tabIndex = -1;
+  document.getElementById("select-all").hidden = false; // a script's button: hidden without one
   showSelection();
 
   startPolling();
