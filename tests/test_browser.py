@@ -422,6 +422,11 @@ def test_viewer_keys_select_many_and_filters(page, live_server, user, album, red
     cards.nth(5).locator(".card-link").focus()
     page.keyboard.press("x")
     expect(page.locator("#selection-count")).to_have_text("4 selected")
+    cards.nth(4).locator(".card-link").focus()
+    page.keyboard.press("Shift+X")  # a range from the last one ticked: 4 and 5 are now both in
+    expect(page.locator("#selection-count")).to_have_text("5 selected")
+    page.keyboard.press("x")
+    expect(page.locator("#selection-count")).to_have_text("4 selected")
     shot(page, "gallery_selected")
     asked = []
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))

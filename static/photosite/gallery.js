@@ -323,10 +323,9 @@
     boxes().forEach(function (box) { box.closest(".card").classList.toggle("selected", box.checked); });
   }
 
-  grid.addEventListener("click", function (event) {
-    var box = event.target.closest(".select");
-    if (!box) return;
-    if (event.shiftKey && lastBox && lastBox !== box) {
+  // A box was just ticked or unticked; with Shift, every box from the last one used goes the same way.
+  function picked(box, range) {
+    if (range && lastBox && lastBox !== box) {
       var all = boxes();
       var from = all.indexOf(lastBox);
       var to = all.indexOf(box);
@@ -336,12 +335,18 @@
     }
     lastBox = box;
     showSelection();
+  }
+
+  grid.addEventListener("click", function (event) {
+    var box = event.target.closest(".select");
+    if (box) picked(box, event.shiftKey);
   });
   grid.addEventListener("keydown", function (event) {
-    // On a card's link, "x" (as in Gmail) ticks its box without leaving the keyboard's place.
-    if (event.key !== "x" || !event.target.classList.contains("card-link")) return;
+    // On a card's link, "x" (as in Gmail) ticks its box without leaving the keyboard's place; Shift+X a range.
+    if (event.key.toLowerCase() !== "x" || !event.target.classList.contains("card-link")) return;
     var box = event.target.closest(".card").querySelector(".select");
-    box.click();
+    box.checked = !box.checked;
+    picked(box, event.shiftKey);
   });
   document.getElementById("select-all").addEventListener("click", function () {
     boxes().forEach(function (box) { box.checked = true; });
