@@ -9,7 +9,7 @@ from django.db import transaction
 from rq import get_current_job
 
 from jobs.enqueue import enqueue_rematch
-from recognition import engine
+from recognition import engine, storage
 from recognition.models import ReferencePhoto, ReferenceStatus
 
 
@@ -18,8 +18,10 @@ def encode_reference(reference_id: int) -> dict:
     if reference is None:
         return {"reference": reference_id, "skipped": "reference was deleted"}
     try:
-        with reference.image.open("rb") as source:
-            found = engine.reference_faces(source)
+        with storage.open_for_reading(reference.image.name) as source:
+            analysis = engine.detect_faces(source)
+        reference.store_thumbnail(analysis.preview)  # shown even when no face is found
+        found = engine.reference_faces(analysis)
     except engine.UnreadableImage as exc:
         job = get_current_job()
         if job is not None:
@@ -33,7 +35,7 @@ def encode_reference(reference_id: int) -> dict:
             ReferencePhoto.objects.filter(pk=reference_id).update(status=ReferenceStatus.FAILED, error=error)
         raise
     with transaction.atomic():
-        reference.store_faces(found)
+        reference.store_faces(found, analysis.width)
         if reference.status == ReferenceStatus.DONE:
             enqueue_rematch(reference.person.owner_id)
     return {"reference": reference_id, "status": reference.status, "faces": [f.box.as_dict() for f in found]}

@@ -9,9 +9,8 @@ from pathlib import PurePath
 
 from django.utils import timezone
 
+from recognition import storage
 from recognition.models import Photo
-
-CHUNK = 1024 * 1024
 
 
 class _Sink(io.RawIOBase):
@@ -54,11 +53,11 @@ def zip_of(photos: Iterable[Photo]) -> Iterator[bytes]:
             when = timezone.localtime(photo.taken_at or photo.created_at)
             info = zipfile.ZipInfo(zip_name(photo, used), date_time=when.timetuple()[:6])
             try:
-                source = photo.image.open("rb")
+                chunks = storage.download(photo.image.name).chunks
             except FileNotFoundError:
                 continue  # gone from storage: the rest still come
-            with source, archive.open(info, mode="w", force_zip64=True) as target:
-                while chunk := source.read(CHUNK):
+            with archive.open(info, mode="w", force_zip64=True) as target:
+                for chunk in chunks:
                     target.write(chunk)
                     yield sink.take()
     yield sink.take()

@@ -72,14 +72,6 @@ class Analysis:
     preview: Image.Image | None = field(default=None, repr=False)  # the decoded, downscaled image
     taken_at: datetime | None = None  # from EXIF; naive when the camera gave no offset
 
-    def thumbnail_jpeg(self, size: int) -> bytes:
-        """A JPEG of the preview no larger than size x size."""
-        image = self.preview.copy()
-        image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)  # cheap: 400 px
-        out = io.BytesIO()
-        image.save(out, format="JPEG", quality=82, optimize=True)
-        return out.getvalue()
-
 
 # The pid of the process that loaded the models: a forked work horse inherits it from its parent.
 models_loaded_by: int | None = None
@@ -254,17 +246,20 @@ def detect_faces(source: IO[bytes] | bytes | str) -> Analysis:
     return Analysis(width=width, height=height, faces=faces, preview=image, taken_at=taken_at)
 
 
-def reference_faces(source: IO[bytes] | bytes | str) -> list[DetectedFace]:
+def encode_reference(source: IO[bytes] | bytes | str) -> DetectedFace:
+    """The largest face of a reference photo (benchmarks; the site lets the user choose among several)."""
+    return largest_face(detect_faces(source))
+
+
+def largest_face(analysis: Analysis) -> DetectedFace:
+    return max(reference_faces(analysis), key=lambda face: face.box.area)
+
+
+def reference_faces(analysis: Analysis) -> list[DetectedFace]:
     """Every face of a reference photo (at least one): with several, the user says which is theirs."""
-    analysis = detect_faces(source)
     if not analysis.faces:
         raise UnreadableImage("no face found in this reference photo")
     return analysis.faces
-
-
-def encode_reference(source: IO[bytes] | bytes | str) -> DetectedFace:
-    """The largest face of a reference photo (benchmarks; the site lets the user choose among several)."""
-    return max(reference_faces(source), key=lambda face: face.box.area)
 
 
 def encoding_to_bytes(encoding: np.ndarray) -> bytes:

@@ -315,11 +315,9 @@ def test_group_reference_failed_reference_and_matching_cards(page, live_server, 
 @pytest.fixture
 def album(user):
     """Six photos, taken on different days; the newest has Obama and an unknown face."""
-    import io
     from datetime import UTC, datetime
 
     import numpy as np
-    from django.core.files.base import ContentFile
 
     from recognition import engine
     from recognition.models import Alert, Face, Person, PhotoStatus
@@ -333,12 +331,11 @@ def album(user):
         taken = datetime(2024, 6, 30 - day, 12, tzinfo=UTC)
         photo = stored_photo(user, relative, status=PhotoStatus.DONE, taken_at=taken, taken_at_source="exif")
         with photo.image.open("rb") as source:
-            image, photo.width, photo.height = engine.open_image(source, max_side=400)
-        out = io.BytesIO()
-        image.save(out, format="JPEG")
-        photo.thumbnail.save("thumb.jpg", ContentFile(out.getvalue()), save=False)
+            image, photo.width, photo.height = engine.open_image(source, max_side=1600)
         photo.save()
-        photos.append(photo)
+        photo.store_renditions(image)  # what the job would have stored
+        photos.append((photo, image))
+    pictures, photos = photos, [photo for photo, _ in photos]
     zero = engine.encoding_to_bytes(np.zeros(128))
     group = photos[0]
     face = Face.objects.create(
@@ -349,6 +346,8 @@ def album(user):
         photo=photos[1], top=10, left=10, bottom=60, right=60, encoding=zero, person=obama, distance=0.5
     )
     Alert.objects.create(owner=user, photo=group, person=obama, face=face, distance=0.33)
+    for photo, image in pictures:
+        photo.store_missing_crops(image)
     return photos
 
 
