@@ -12,7 +12,7 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from jobs import stats
-from jobs.enqueue import enqueue_alert_delivery
+from jobs.enqueue import enqueue_alert_delivery, enqueue_grouping
 from recognition import engine, storage
 from recognition.matching import Gallery
 from recognition.models import Photo, PhotoStatus, TakenAtSource
@@ -65,6 +65,7 @@ def store_results(photo: Photo, analysis: engine.Analysis) -> None:
         photo.mark(PhotoStatus.DONE, processed_at=timezone.now(), rematch_pending=False, **when)
     for alert in alerts:
         enqueue_alert_delivery(alert.pk)
+    enqueue_grouping(photo.owner_id)
 
 
 def capture_date(photo: Photo, analysis: engine.Analysis) -> dict:

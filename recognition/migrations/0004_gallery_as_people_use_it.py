@@ -14,7 +14,7 @@ def upload_time_until_read(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('recognition', '0002_stored_renditions'),
+        ('recognition', '0003_face_groups'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
