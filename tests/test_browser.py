@@ -530,6 +530,7 @@ def test_every_page_is_accessible_and_fits_a_phone(page, live_server, user, albu
         "photo": album[0].get_absolute_url(),
         "people": "/people/",
         "person": person.get_absolute_url(),
+        "who is this": "/who/",
         "alerts": "/alerts/",
         "settings": "/settings/",
         "queues": "/admin/queues/",
