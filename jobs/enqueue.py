@@ -190,18 +190,30 @@ def enqueue_reference(reference_id: int) -> None:
 
 
 def enqueue_rematch(owner_id: int, photo_ids: list[int] | None = None, queue: str = GALLERY) -> None:
-    """Re-match stored encodings of a user's photos (all, or the ones given) without detecting again."""
+    """Re-match stored encodings of a user's photos (all, or the ones given) without detecting again.
+
+    The photos are marked rematch_pending until the job has matched them, so the gallery says
+    "matching..." rather than showing names that are about to change.
+    """
+    photos = Photo.objects.filter(owner_id=owner_id, status=PhotoStatus.DONE)
+    if photo_ids is not None:
+        photos = photos.filter(pk__in=photo_ids)
+    photos.filter(rematch_pending=False).update(rematch_pending=True)
 
     def push() -> None:
-        get_queue(queue).enqueue_call(
-            "jobs.rematch.rematch_faces",
-            args=(owner_id, photo_ids),
-            timeout=settings.JOB_TIMEOUT,
-            retry=retry_policy(),
-            description=f"re-match faces of user {owner_id}",
-        )
+        try:
+            get_queue(queue).enqueue_call(
+                "jobs.rematch.rematch_faces",
+                args=(owner_id, photo_ids),
+                timeout=settings.JOB_TIMEOUT,
+                retry=retry_policy(),
+                description=f"re-match faces of user {owner_id}",
+            )
+        except RedisError as exc:
+            # Redis down: the re-match waits for the next gallery change or `reprocess --rematch-only`.
+            log.warning("Redis unavailable, re-match of user %s skipped: %s", owner_id, exc)
+            photos.update(rematch_pending=False)
 
-    # Redis down: the re-match waits for the next gallery change or `reprocess --rematch-only`.
     transaction.on_commit(push, robust=True)
 
 

@@ -9,12 +9,14 @@ so neither reprocessing nor a gallery change undoes them.
 from __future__ import annotations
 
 import numpy as np
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Q
 from PIL import Image
 
-from jobs.enqueue import UPLOADS, enqueue_grouping, enqueue_photo, enqueue_rematch
-from recognition import renditions, storage
+from jobs.enqueue import UPLOADS, enqueue_grouping, enqueue_photo, enqueue_reference, enqueue_rematch
+from recognition import engine, renditions, storage
+from recognition.matching import Gallery
 from recognition.models import (
     Alert,
     Face,
@@ -25,6 +27,7 @@ from recognition.models import (
     ReferenceStatus,
     reference_path,
 )  # fmt: skip
+from recognition.uploads import check_upload
 
 
 class PicturesNotReady(Exception):
@@ -40,6 +43,15 @@ def face_picture(face: Face, side: int = renditions.REFERENCE_SIDE) -> bytes:
     if face.crop:
         return storage.read_bytes(face.crop.name)
     raise PicturesNotReady(f"the pictures of {photo} are not made yet")
+
+
+def reference_face_picture(reference: ReferencePhoto, index: int, side: int = renditions.FACE_SIDE) -> bytes:
+    """A JPEG of one face of a reference waiting for a choice, cropped from its stored thumbnail."""
+    face = next(face for face in reference.faces if face["index"] == index)
+    if not reference.thumbnail:
+        raise PicturesNotReady(f"the thumbnail of reference {reference.pk} is not made yet")
+    image = renditions.open_rendition(storage.read_bytes(reference.thumbnail.name))
+    return renditions.face_jpeg(image, engine.Box(**face["box"]), face["width"], side)
 
 
 def _forget_alert_unless_still_found(photo: Photo, person_id: int | None) -> None:
@@ -158,6 +170,71 @@ def reject_match(face: Face) -> None:
 
 def create_person(owner, name: str) -> Person:
     return Person.objects.create(owner=owner, name=name.strip())
+
+
+def person_named(owner, name: str) -> Person | None:
+    """The owner's person of this name (ignoring case), if there is one."""
+    return Person.objects.filter(owner=owner, name__iexact=name.strip()).order_by("id").first()
+
+
+@transaction.atomic
+def create_person_with_reference(owner, name: str, upload: UploadedFile | None) -> Person:
+    """A new person and their first reference photo, together or not at all (UploadRejected)."""
+    if upload is not None:
+        check_upload(upload)  # before the person exists: a refused photo makes no one
+    person = create_person(owner, name)
+    if upload is not None:
+        add_reference(person, upload)
+    return person
+
+
+def add_reference(person: Person, upload: UploadedFile | None) -> ReferencePhoto:
+    """Store a reference photo and queue its encoding once committed."""
+    reference = person.add_reference(upload)
+    enqueue_reference(reference.pk)
+    return reference
+
+
+def reference_face_choices(reference: ReferencePhoto) -> list[dict]:
+    """The faces of a CHOOSE reference, each with `person`: the known person (other than the reference's
+    own) it already matches, so taking it can be warned about first."""
+    choices = reference.face_choices()
+    if not choices:
+        return choices
+    gallery = Gallery.for_owner(reference.person.owner_id)
+    vectors = [engine.encoding_from_bytes(bytes.fromhex(face["encoding"])) for face in reference.faces]
+    found = gallery.match(vectors, [[reference.person_id]] * len(vectors))
+    names = dict(Person.objects.filter(pk__in=[m.person_id for m in found if m]).values_list("pk", "name"))
+    for choice, match in zip(choices, found, strict=True):
+        choice["person"] = {"id": match.person_id, "name": names[match.person_id]} if match else None
+    return choices
+
+
+@transaction.atomic
+def choose_reference_face(reference: ReferencePhoto, index: int) -> dict | None:
+    """Settle a CHOOSE reference with the user's pick; returns the known person the face matched, if any.
+
+    Raises ValueError for a reference not waiting for a choice or an index it does not have."""
+    ReferencePhoto.objects.select_for_update().filter(pk=reference.pk).first()
+    reference.refresh_from_db()
+    choices = {choice["index"]: choice for choice in reference_face_choices(reference)}
+    reference.choose(index)
+    enqueue_rematch(reference.person.owner_id)
+    return choices[index]["person"]
+
+
+def set_picture(person: Person, face: Face) -> None:
+    """The face the people page shows for this person (one of their own faces)."""
+    if face.person_id != person.pk:
+        raise ValueError("the face is not this person")
+    person.picture = face
+    person.save(update_fields=["picture"])
+
+
+def set_hidden(person: Person, hidden: bool) -> None:
+    """Hide a person from the people page (or show them again); they stay known and matched."""
+    person.hidden = hidden
+    person.save(update_fields=["hidden"])
 
 
 def rename_person(person: Person, name: str) -> None:

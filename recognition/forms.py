@@ -12,6 +12,8 @@ from recognition.models import FaceGroup, Person, UserSettings
 class PersonForm(forms.Form):
     name = forms.CharField(max_length=200, strip=True)
     image = forms.FileField(required=False, label="Reference photo", help_text="A photo that shows their face.")
+    # When the name is in use already: add the photo to that person, or make a second one.
+    if_exists = forms.ChoiceField(choices=[("", "ask"), ("add", "add"), ("new", "new")], required=False)
 
 
 class RenameForm(forms.Form):

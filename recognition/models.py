@@ -9,6 +9,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import models, transaction
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
@@ -82,6 +83,11 @@ class PhotoStatus(models.TextChoices):
     FAILED = "failed", "failed"
 
 
+class TakenAtSource(models.TextChoices):
+    EXIF = "exif", "camera"
+    UPLOAD = "upload", "upload time"
+
+
 UNFINISHED = (PhotoStatus.WAITING, PhotoStatus.QUEUED, PhotoStatus.PROCESSING)
 
 
@@ -100,14 +106,51 @@ class PhotoManager(models.Manager):
             size_bytes=upload.size,
             sha256=sha256,
             status=PhotoStatus.QUEUED,
+            # Until the job reads the camera's date, the upload time stands in.
+            taken_at=timezone.now(),
+            taken_at_source=TakenAtSource.UPLOAD,
         )
         return photo, False
+
+
+class PersonQuerySet(models.QuerySet):
+    def listed(self) -> PersonQuerySet:
+        """With what the people page shows: photo and reference counts, and the face to show."""
+        best_face = (
+            Face.objects.filter(person=OuterRef("pk"))
+            .order_by(F("named_by_user").desc(), F("distance").asc(nulls_last=True), "id")
+            .values("pk")[:1]
+        )
+        chosen_face = Face.objects.filter(pk=OuterRef("picture_id"), person=OuterRef("pk")).values("pk")
+        # Only a reference that was encoded shows their face: a failed one (a cat) is not them.
+        encoded = ReferencePhoto.objects.filter(person=OuterRef("pk"), status=ReferenceStatus.DONE)
+        return self.annotate(
+            photo_count=Count("faces__photo", distinct=True),
+            reference_count=_references_in(ReferenceStatus.DONE),
+            failed_count=_references_in(ReferenceStatus.FAILED),
+            choose_count=_references_in(ReferenceStatus.CHOOSE),
+            picture_face_id=Subquery(chosen_face),  # the face the user chose, while it is still them
+            best_face_id=Subquery(best_face),
+            reference_id=Subquery(encoded.order_by("id").values("pk")[:1]),
+        )
+
+
+def _references_in(status: str) -> Count:
+    return Count("references", filter=Q(references__status=status), distinct=True)
 
 
 class Person(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="people")
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Hidden from the people page, still known and matched.
+    hidden = models.BooleanField(default=False)
+    # The face the user chose as their picture; otherwise their best match is shown.
+    picture = models.ForeignKey(
+        "Face", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+
+    objects = PersonQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "id"]
@@ -127,12 +170,16 @@ class Person(models.Model):
 
 class ReferenceStatus(models.TextChoices):
     QUEUED = "queued", "queued"
+    CHOOSE = "choose", "choose a face"  # several faces found: the user picks theirs, nothing is guessed
     DONE = "done", "done"
     FAILED = "failed", "failed"
 
 
 class ReferencePhoto(models.Model):
-    """A photo that shows what a known person looks like; its largest face is their encoding."""
+    """A photo that shows what a known person looks like: its one face is their encoding.
+
+    A photo with several faces waits in CHOOSE with every face in `faces` until the user picks one.
+    """
 
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="references")
     image = models.ImageField(upload_to=reference_path, max_length=200)
@@ -142,6 +189,8 @@ class ReferencePhoto(models.Model):
     encoding = models.BinaryField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=20, choices=ReferenceStatus.choices, default=ReferenceStatus.QUEUED)
     error = models.TextField(blank=True)
+    # CHOOSE: every face found, [{"index", "box", "encoding" (hex)}], until the user picks one.
+    faces = models.JSONField(default=list, blank=True, editable=False)
     # Set when the reference was made by naming a face on a photo page.
     source_face = models.ForeignKey(
         "Face", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
@@ -166,6 +215,51 @@ class ReferencePhoto(models.Model):
         ReferencePhoto.objects.filter(pk=self.pk).update(thumbnail=name)
         self.thumbnail = name
 
+    def store_faces(self, found: list[engine.DetectedFace], width: int) -> None:
+        """Record what the encoding job found: one face is the encoding, several wait for a choice.
+
+        width is the original's (boxes are in its pixels), to crop the faces from the thumbnail."""
+        if len(found) == 1:
+            fields = {"status": ReferenceStatus.DONE, "encoding": engine.encoding_to_bytes(found[0].encoding)}
+            fields["faces"] = []
+        else:
+            # Left to right, as the user sees them.
+            found = sorted(found, key=lambda face: (face.box.left, face.box.top))
+            fields = {
+                "status": ReferenceStatus.CHOOSE,
+                "encoding": None,
+                "faces": [
+                    {
+                        "index": i,
+                        "box": f.box.as_dict(),
+                        "width": width,
+                        "encoding": engine.encoding_to_bytes(f.encoding).hex(),
+                    }
+                    for i, f in enumerate(found)
+                ],
+            }
+        ReferencePhoto.objects.filter(pk=self.pk).update(error="", **fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    @classmethod
+    def encoding_pending(cls, owner) -> bool:
+        """A reference photo of this user is still being encoded: any match may still change."""
+        return cls.objects.filter(person__owner=owner, status=ReferenceStatus.QUEUED).exists()
+
+    def face_choices(self) -> list[dict]:
+        """The faces to choose from: index and box (no encodings)."""
+        return [{"index": face["index"], "box": face["box"]} for face in self.faces]
+
+    def choose(self, index: int) -> None:
+        """The user's pick among the faces: it becomes the encoding, the others are forgotten."""
+        face = next((face for face in self.faces if face["index"] == index), None)
+        if self.status != ReferenceStatus.CHOOSE or face is None:
+            raise ValueError("no such face to choose")
+        self.encoding = bytes.fromhex(face["encoding"])
+        self.status, self.faces, self.error = ReferenceStatus.DONE, [], ""
+        self.save(update_fields=["encoding", "status", "faces", "error", "updated_at"])
+
 
 class Photo(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
@@ -187,12 +281,18 @@ class Photo(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When the photo was taken: EXIF DateTimeOriginal (with its offset), else the upload time.
+    taken_at = models.DateTimeField(null=True, blank=True)
+    taken_at_source = models.CharField(max_length=10, choices=TakenAtSource.choices, blank=True)
+    # A gallery change is being matched against this photo's faces (jobs.rematch clears it).
+    rematch_pending = models.BooleanField(default=False)
 
     objects = PhotoManager()
 
     class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["owner", "status"])]
+        # Newest taken first; the id makes the order stable for pagination.
+        ordering = [models.F("taken_at").desc(nulls_last=True), "-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "status"]), models.Index(fields=["owner", "-taken_at", "-id"])]
 
     def __str__(self) -> str:
         return self.original_name or f"photo {self.pk}"
@@ -202,6 +302,10 @@ class Photo(models.Model):
 
     def people_names(self) -> list[str]:
         return sorted({face.person.name for face in self.faces.all() if face.person_id})
+
+    def is_matching(self, references_pending: bool) -> bool:
+        """Done, but a gallery change (a reference being encoded, a re-match) has still to reach it."""
+        return self.status == PhotoStatus.DONE and (self.rematch_pending or references_pending)
 
     def mark(self, status: str, error: str = "", **fields) -> None:
         """Set the status (and error) with a narrow UPDATE, so concurrent writers never clobber other fields."""
@@ -264,11 +368,13 @@ class Photo(models.Model):
         Face.objects.bulk_create(new_faces)
         for old, new in pairs:
             new.carry_decisions_from(old)
-        # Alerts and references made from a face point at it: move them to the paired face before the
-        # old ones go ("not this person" finds the reference it has to drop through source_face).
+        # Alerts, references made from a face and a person's chosen picture point at it: move them to the
+        # paired face before the old ones go ("not this person" finds the reference it has to drop
+        # through source_face).
         for old, new in pairs:
             Alert.objects.filter(face=old).update(face=new)
             ReferencePhoto.objects.filter(source_face=old).update(source_face=new)
+            Person.objects.filter(picture=old).update(picture=new)
         Face.objects.filter(pk__in=[f.pk for f in old_faces]).delete()
         storage.delete_on_commit([face.crop.name for face in old_faces if face.crop])
         Photo.objects.filter(pk=self.pk).update(width=analysis.width, height=analysis.height)
@@ -288,6 +394,9 @@ class Photo(models.Model):
                 face.person_id, face.distance = person_id, distance
                 # update(), not save(): a face a concurrent reprocess removed is simply gone, not an error.
                 Face.objects.filter(pk=face.pk).update(person_id=person_id, distance=distance)
+        # An alert says who is in the photo: one for somebody no longer found in it would mislead.
+        found = self.faces.filter(person__isnull=False).values("person_id")
+        Alert.objects.filter(photo=self).exclude(person_id__in=found).delete()
         return self.record_alerts()
 
     def record_alerts(self) -> list[Alert]:
@@ -325,6 +434,9 @@ def _pair_by_overlap(old: list[Face], new: list[Face], minimum: float = 0.3) -> 
     return pairs
 
 
+SURE_DISTANCE = 0.45
+
+
 class Face(models.Model):
     photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="faces")
     # Box in the original image's pixels, after EXIF orientation.
@@ -356,6 +468,12 @@ class Face(models.Model):
     @property
     def box(self) -> Box:
         return Box(top=self.top, right=self.right, bottom=self.bottom, left=self.left)
+
+    @property
+    def certainty(self) -> str:
+        """A match in words: "sure" below SURE_DISTANCE (no stranger of the 100 measured came that close
+        to anyone in a 903-person gallery; ../shared/faces README), "likely" up to the match distance."""
+        return "sure" if self.distance is not None and self.distance < SURE_DISTANCE else "likely"
 
     def vector(self) -> np.ndarray:
         return engine.encoding_from_bytes(self.encoding)
@@ -539,7 +657,11 @@ class Alert(models.Model):
         return {
             "id": self.pk,
             "person": {"id": self.person_id, "name": self.person.name},
-            "photo": {"id": self.photo_id, "url": settings.SITE_URL.rstrip("/") + self.photo.get_absolute_url()},
+            "photo": {
+                "id": self.photo_id,
+                "url": settings.SITE_URL.rstrip("/") + self.photo.get_absolute_url(),
+                "taken_at": self.photo.taken_at.isoformat() if self.photo.taken_at else None,
+            },
             "face": self.face_id,
             "distance": self.distance,
             "created_at": self.created_at.isoformat(),

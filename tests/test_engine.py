@@ -269,7 +269,7 @@ def test_loading_the_models_keeps_truncated_images_unreadable(monkeypatch):
     models turns it off again, so a truncated upload is still reported damaged, not decoded as grey."""
     monkeypatch.setattr(engine, "models_loaded_by", None)
     engine.load_models()
-    with pytest.raises(engine.UnreadableImage, match="damaged or incomplete"):
+    with pytest.raises(engine.UnreadableImage, match=r"damaged \(it ends early\)"):
         engine.open_image(images.truncated(images.PORTRAIT, 0.5))
 
 
@@ -279,3 +279,29 @@ def test_a_large_photo_is_decoded_no_larger_than_the_detection_size():
     big.save(data, format="JPEG", quality=90)
     image, width, height = engine.open_image(data.getvalue(), max_side=1200)
     assert max(image.size) == 1200 and (width, height) == (2730, 3411)
+
+
+def exif_jpeg(**tags) -> bytes:
+    exif = Image.Exif()
+    details = exif.get_ifd(engine.EXIF_IFD)
+    for tag, value in tags.items():
+        details[getattr(engine, tag)] = value
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, format="JPEG", exif=exif)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ({"DATETIME_ORIGINAL": "2021:07:04 18:30:05", "OFFSET_TIME_ORIGINAL": "-04:00"}, "2021-07-04T18:30:05-04:00"),
+        ({"DATETIME_ORIGINAL": "2021:07:04 18:30:05"}, "2021-07-04T18:30:05"),  # naive: TIME_ZONE decides
+        ({"DATETIME_DIGITIZED": "2020:01:02 03:04:05"}, "2020-01-02T03:04:05"),
+        ({"DATETIME_ORIGINAL": "0000:00:00 00:00:00"}, None),  # a camera with no clock set
+        ({}, None),
+    ],
+)
+def test_capture_time_from_exif(tags, expected):
+    image, _, _ = engine.open_image(exif_jpeg(**tags))
+    taken = image.info["taken_at"]
+    assert (taken.isoformat() if taken else None) == expected
