@@ -8,6 +8,7 @@ children run in sessions of their own, so killing a process group would leave th
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -22,11 +23,13 @@ from pathlib import Path
 import psutil
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
 
 from jobs import redis_server
 from jobs.supervisor import port_in_use
 from tests.conftest import face_file, free_port, wait_for
-from tests.test_faults import portraits, slow_group_photo
+from tests.test_faults import portraits
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("REDIS_URL")), reason="runs the embedded Redis")
 
@@ -238,6 +241,15 @@ def kill_a_work_horse(site: Stack) -> bool:
                         child.kill()  # as the out-of-memory killer would
                         return True
     return False
+
+
+def slow_group_photo() -> SimpleUploadedFile:
+    """The group photo at twice its size: with detection at full size, long enough to be mid-job."""
+    with Image.open(face_file("groups/situation_room_2011.jpg")) as image:
+        big = image.resize((image.width * 2, image.height * 2), Image.Resampling.BICUBIC)
+    data = io.BytesIO()
+    big.save(data, format="JPEG", quality=90)
+    return SimpleUploadedFile("situation_room_x2.jpg", data.getvalue(), content_type="image/jpeg")
 
 
 def test_after_a_power_cut_every_photo_is_done_within_two_minutes_and_none_twice(stack):
