@@ -8,7 +8,7 @@ PORT ?= 8000
 QUICK ?=
 export HOST PORT
 
-.PHONY: install install-dev run test bench lint format superuser browser clean
+.PHONY: install install-dev run test bench lint format superuser browser mosquitto clean
 
 install: $(VENV)/.installed
 
@@ -46,7 +46,13 @@ browser:
 		echo "Installing Debian's chromium for the browser test"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install-dev browser
+# The MQTT tests start Debian's mosquitto on a free port of their own; install it when missing.
+mosquitto:
+	@test -x /usr/sbin/mosquitto || command -v mosquitto >/dev/null || { \
+		echo "Installing Debian's mosquitto for the MQTT tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; }
+
+test: install-dev browser mosquitto
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-dev

@@ -12,7 +12,8 @@ from django.utils import timezone
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from jobs.enqueue import enqueue_alert_delivery
+from alerts import dispatch
+from jobs.enqueue import BULK
 from recognition import engine
 from recognition.matching import Gallery
 from recognition.models import Photo, PhotoStatus
@@ -36,7 +37,7 @@ def process_photo(photo_id: int) -> dict:
     try:
         with photo.image.open("rb") as source:
             analysis = engine.detect_faces(source)
-        store_results(photo, analysis)
+        store_results(photo, analysis, news=photo.processed_at is None and (job is None or job.origin != BULK))
     except engine.UnreadableImage as exc:
         fail_for_good(photo, f"Unreadable image: {exc}")
         raise
@@ -49,17 +50,22 @@ def process_photo(photo_id: int) -> dict:
     return {"photo": photo_id, "faces": len(analysis.faces)}
 
 
-def store_results(photo: Photo, analysis: engine.Analysis) -> None:
+def store_results(photo: Photo, analysis: engine.Analysis, news: bool = True) -> None:
+    """Faces, matches and alerts in one transaction. Matches in a photo processed for the first time are
+    news; on bulk reprocessing or a second run they are earlier photos, summarised, never sent one by one."""
     if not photo.thumbnail:
         thumbnail = analysis.thumbnail_jpeg(settings.THUMBNAIL_SIZE)
         photo.thumbnail.save("thumb.jpg", ContentFile(thumbnail), save=False)
         Photo.objects.filter(pk=photo.pk).update(thumbnail=photo.thumbnail.name)
     with transaction.atomic():
         photo.replace_faces(analysis)
-        alerts = photo.apply_matches(Gallery.for_owner(photo.owner_id))
+        alerts = photo.apply_matches(Gallery.for_owner(photo.owner_id), earlier=not news)
         photo.mark(PhotoStatus.DONE, processed_at=timezone.now())
-    for alert in alerts:
-        enqueue_alert_delivery(alert.pk)
+        if news:
+            dispatch.announce_news(alerts)
+            dispatch.announce_someone_new(photo, photo.faces.filter(person__isnull=True).count())
+        elif alerts:
+            dispatch.schedule_earlier_summary(photo.owner_id)
 
 
 def fail_for_good(photo: Photo, reason: str) -> None:

@@ -1,10 +1,12 @@
-"""The gallery-change job: match stored face encodings against the current gallery, no detection."""
+"""The gallery-change job: match stored face encodings against the current gallery, no detection.
+
+What it finds is in earlier photos: one summary per person when the job is done, not a message per photo."""
 
 from __future__ import annotations
 
 from django.db import transaction
 
-from jobs.enqueue import enqueue_alert_delivery
+from alerts import dispatch
 from recognition.matching import Gallery
 from recognition.models import Photo, PhotoStatus
 
@@ -17,9 +19,8 @@ def rematch_faces(owner_id: int, photo_ids: list[int] | None = None, batch_size:
     count = alerts = 0
     for photo in photos.iterator(chunk_size=batch_size):
         with transaction.atomic():
-            created = photo.apply_matches(gallery)
-        for alert in created:
-            enqueue_alert_delivery(alert.pk)
+            created = photo.apply_matches(gallery, earlier=True)
         count += 1
         alerts += len(created)
-    return {"owner": owner_id, "photos": count, "alerts": alerts}
+    summaries = dispatch.summarize_earlier(owner_id)
+    return {"owner": owner_id, "photos": count, "alerts": alerts, "summaries": len(summaries)}

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
+from alerts import api as alerts_api
 from jobs import admin_views as queue_admin
 from jobs import api as jobs_api
 from recognition import api
@@ -11,13 +12,15 @@ from recognition import api
 router = DefaultRouter()
 router.register("photos", api.PhotoViewSet, basename="api-photo")
 router.register("people", api.PersonViewSet, basename="api-person")
-router.register("alerts", api.AlertViewSet, basename="api-alert")
+router.register("alerts", alerts_api.AlertViewSet, basename="api-alert")
 
 urlpatterns = [
     path("admin/queues/", include(queue_admin.urls)),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("api/queues/", jobs_api.queues, name="api-queues"),
+    path("api/alert-settings/", alerts_api.AlertSettingsView.as_view(), name="api-alert-settings"),
     path("api/", include(router.urls)),
+    path("", include("alerts.urls")),
     path("", include("recognition.urls")),
 ]

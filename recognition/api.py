@@ -1,4 +1,4 @@
-"""The JSON API (Django REST framework): photos, people and their references, alerts."""
+"""The JSON API (Django REST framework): photos, people and their references (alerts: alerts.api)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
 from recognition import curation
-from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto
+from recognition.models import Face, Person, Photo, PhotoStatus, ReferencePhoto
 from recognition.uploads import UploadRejected, check_content_length
 
 log = logging.getLogger(__name__)
@@ -97,22 +97,15 @@ class ReferenceSerializer(serializers.ModelSerializer):
 class PersonSerializer(serializers.ModelSerializer):
     references = ReferenceSerializer(many=True, read_only=True)
     faces_count = serializers.SerializerMethodField()
+    alerts = serializers.BooleanField(source="alerts_enabled", required=False)
 
     class Meta:
         model = Person
-        fields = ["id", "name", "created_at", "references", "faces_count"]
+        fields = ["id", "name", "created_at", "references", "faces_count", "alerts"]
 
     def get_faces_count(self, person: Person) -> int:
         counted = getattr(person, "faces_total", None)  # annotated on lists: no query per person
         return person.faces.count() if counted is None else counted
-
-
-class AlertSerializer(serializers.ModelSerializer):
-    person = PersonBriefSerializer(read_only=True)
-
-    class Meta:
-        model = Alert
-        fields = ["id", "photo", "face", "person", "distance", "seen", "created_at", "webhook_status"]
 
 
 class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -187,19 +180,3 @@ class PersonViewSet(viewsets.ModelViewSet):
         if reference.error:
             body["message"] = reference.error
         return Response(body, status=status.HTTP_202_ACCEPTED)
-
-
-class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    serializer_class = AlertSerializer
-
-    def get_queryset(self):
-        alerts = Alert.objects.filter(owner=self.request.user).select_related("person")
-        if self.request.query_params.get("unseen"):
-            alerts = alerts.filter(seen=False)
-        return alerts
-
-    @action(detail=True, methods=["post"])
-    def seen(self, request: Request, pk: str, **kwargs) -> Response:
-        alert = self.get_object()
-        Alert.objects.filter(pk=alert.pk).update(seen=True)
-        return Response({"id": alert.pk, "seen": True})

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
-from recognition.models import Person, UserSettings
+from recognition.models import Person
 
 
 class PersonForm(forms.Form):
@@ -45,35 +45,6 @@ class MergeForm(forms.Form):
     def __init__(self, *args, person: Person, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["target"].queryset = Person.objects.filter(owner_id=person.owner_id).exclude(pk=person.pk)
-
-
-class SettingsForm(forms.ModelForm):
-    field_order = ["email", "email_on_match", "webhook_url"]
-    email = forms.EmailField(required=False, help_text="Where alerts are emailed.")
-    webhook_url = forms.URLField(
-        required=False,
-        max_length=200,
-        assume_scheme="https",
-        label="Webhook URL",
-        help_text="Each alert is POSTed here as JSON. Leave empty for none.",
-    )
-
-    class Meta:
-        model = UserSettings
-        fields = ["email_on_match", "webhook_url"]
-        labels = {"email_on_match": "Email me when a known person is found"}
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["email"].initial = self.instance.user.email
-
-    def save(self, commit: bool = True) -> UserSettings:
-        prefs = super().save(commit=commit)
-        user = self.instance.user
-        if user.email != self.cleaned_data["email"]:
-            user.email = self.cleaned_data["email"]
-            user.save(update_fields=["email"])
-        return prefs
 
 
 class SignupForm(UserCreationForm):

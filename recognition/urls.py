@@ -23,11 +23,6 @@ urlpatterns = [
     path("people/<int:pk>/delete/", views.person_delete, name="person-delete"),
     path("people/<int:pk>/merge/", views.person_merge, name="person-merge"),
     path("references/<int:pk>/delete/", views.reference_delete, name="reference-delete"),
-    path("alerts/", views.alerts, name="alerts"),
-    path("alerts/<int:pk>/read/", views.alert_read, name="alert-read"),
-    path("alerts/read/", views.alerts_read_all, name="alerts-read-all"),
-    path("settings/", views.user_settings, name="settings"),
-    path("settings/secret/", views.settings_new_secret, name="settings-secret"),
     # Media, owner only: there is no public media folder.
     path("media/photos/<int:pk>/original", views.photo_original, name="photo-original"),
     path("media/photos/<int:pk>/web.jpg", views.photo_web, name="photo-web"),

@@ -6,7 +6,6 @@ answers 404. Media is served only from here (there is no MEDIA_URL).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 from django.conf import settings
@@ -20,19 +19,17 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from PIL import Image
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
 from recognition import curation, engine
 from recognition.api import UploadThrottle
-from recognition.forms import MergeForm, NameFaceForm, PersonForm, ReferenceForm, RenameForm, SettingsForm, SignupForm
-from recognition.models import Alert, Face, Person, Photo, ReferencePhoto, UserSettings
+from recognition.forms import MergeForm, NameFaceForm, PersonForm, ReferenceForm, RenameForm, SignupForm
+from recognition.models import Face, Person, Photo, ReferencePhoto
 from recognition.uploads import UploadRejected
 
 PHOTOS_PER_PAGE = 24
-ALERTS_PER_PAGE = 50
 STATUS_MAX_IDS = 200
 MEDIA_MAX_AGE = 24 * 3600
 
@@ -315,61 +312,6 @@ def reference_delete(request: HttpRequest, pk: int) -> HttpResponse:
     curation.delete_reference(reference)
     messages.success(request, "Reference photo deleted.")
     return redirect(reference.person)
-
-
-# Alerts and settings
-
-
-@login_required
-def alerts(request: HttpRequest) -> HttpResponse:
-    listing = Alert.objects.filter(owner=request.user).select_related("person", "photo")
-    prefs = UserSettings.for_user(request.user)
-    return render(
-        request,
-        "recognition/alerts.html",
-        {"page": page_of(request, listing, ALERTS_PER_PAGE), "webhook": bool(prefs.webhook_url)},
-    )
-
-
-@require_POST
-@login_required
-def alert_read(request: HttpRequest, pk: int) -> HttpResponse:
-    alert = get_object_or_404(Alert, pk=pk, owner=request.user)
-    Alert.objects.filter(pk=alert.pk).update(seen=True)
-    return redirect(request.POST.get("next") if _is_local(request.POST.get("next")) else "alerts")
-
-
-@require_POST
-@login_required
-def alerts_read_all(request: HttpRequest) -> HttpResponse:
-    count = Alert.objects.filter(owner=request.user, seen=False).update(seen=True)
-    messages.success(request, f"Marked {count} alert{'' if count == 1 else 's'} as read.")
-    return redirect("alerts")
-
-
-def _is_local(url: str | None) -> bool:
-    return bool(url) and url_has_allowed_host_and_scheme(url, allowed_hosts=None) and url.startswith("/")
-
-
-@login_required
-def user_settings(request: HttpRequest) -> HttpResponse:
-    prefs = UserSettings.for_user(request.user)
-    form = SettingsForm(request.POST or None, instance=prefs)
-    if request.method == "POST" and form.is_valid():
-        form.save()
-        messages.success(request, "Settings saved.")
-        return redirect("settings")
-    return render(request, "recognition/settings.html", {"form": form, "prefs": prefs})
-
-
-@require_POST
-@login_required
-def settings_new_secret(request: HttpRequest) -> HttpResponse:
-    prefs = UserSettings.for_user(request.user)
-    prefs.webhook_secret = uuid.uuid4().hex
-    prefs.save(update_fields=["webhook_secret"])
-    messages.success(request, "A new webhook secret is in use from now on.")
-    return redirect("settings")
 
 
 # Media: only through these views, only to the owner.
