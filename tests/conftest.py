@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -280,7 +281,8 @@ class MqttBroker:
 
     def start(self) -> None:
         assert Path(MOSQUITTO).exists(), "mosquitto is missing: `make test` installs it (apt-get install mosquitto)"
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr", "log_type error"]
+        # Started as root, mosquitto would switch to the `mosquitto` user, who cannot read our tmp_path.
+        lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}", "persistence false"]
         if self.users:
             passwords = self.directory / "passwords"
             passwords.write_text("".join(f"{user}:{password}\n" for user, password in self.users.items()))
@@ -292,7 +294,11 @@ class MqttBroker:
         config = self.directory / "mosquitto.conf"
         config.write_text("\n".join(lines) + "\n")
         self.process = subprocess.Popen([MOSQUITTO, "-c", str(config)], stderr=subprocess.DEVNULL)
-        wait_for(self.accepts_connections, timeout=10, interval=0.05)
+        try:
+            wait_for(self.accepts_connections, timeout=10, interval=0.05)
+        except AssertionError:
+            self.stop()
+            raise
 
     def accepts_connections(self) -> bool:
         with socket.socket() as sock:
