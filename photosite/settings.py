@@ -182,6 +182,7 @@ RECONCILE_INTERVAL = env_int("RECONCILE_INTERVAL", 300)
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))  # for the file-based backend
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "photosite@localhost")
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
 # Per person and channel: after a message, more matches within this window go as one follow-up.
