@@ -18,7 +18,7 @@ from recognition.models import Alert
 class QuietHoursField(serializers.Field):
     """{"start": "22:00", "end": "07:00"} or null."""
 
-    default_error_messages = {"invalid": 'Give {"start": "HH:MM", "end": "HH:MM"} (different times) or null.'}
+    default_error_messages = {"invalid": 'Give {{"start": "HH:MM", "end": "HH:MM"}} (two different times) or null.'}
 
     def __init__(self, **kwargs) -> None:
         super().__init__(source="*", allow_null=True, **kwargs)
