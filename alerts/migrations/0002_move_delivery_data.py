@@ -57,9 +57,9 @@ def forward(apps, schema_editor):
                 )  # fmt: skip
             )
         if len(rows) >= 1000:
-            Delivery.objects.bulk_create(rows)
+            Delivery.objects.bulk_create(rows, ignore_conflicts=True)
             rows = []
-    Delivery.objects.bulk_create(rows)
+    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 def backward(apps, schema_editor):
@@ -83,6 +83,7 @@ def backward(apps, schema_editor):
             Alert.objects.filter(pk=delivery.alert_id).update(
                 webhook_status=delivery.status, webhook_attempts=delivery.attempts, webhook_error=delivery.error
             )
+    Delivery.objects.filter(alert__isnull=False, channel__in=["email", "webhook"]).delete()
 
 
 class Migration(migrations.Migration):
