@@ -9,17 +9,24 @@ not go to RQ's failed registry: it is the user's endpoint that failed, not the s
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from rq import get_current_job
+from rq.job import Job, JobStatus
 
 from alerts.channels import CHANNELS, DeliveryError, Message
+from alerts.dispatch import delivery_job_id, schedule
 from alerts.models import AlertSettings, Delivery, DeliveryStatus, Summary, SummaryKind
+from jobs.enqueue import ALERTS, get_queue
 
 log = logging.getLogger(__name__)
+
+# Job states in which a delivery's job will still run, or is running.
+LIVE = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
 
 
 def absolute(path: str) -> str:
@@ -121,3 +128,27 @@ def failed(delivery: Delivery, exc: DeliveryError) -> dict:
     if not final:
         raise exc  # RQ retries it after the next interval
     return {"delivery": delivery.pk, "failed": exc.reason}
+
+
+def requeue_lost(grace: int = 60) -> list[int]:
+    """Pending deliveries, due for `grace` seconds, whose job is gone (Redis flushed, or down when they
+    were made): queued again, or failed once they have had all their tries. Run by `reconcile`."""
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    pending = list(Delivery.objects.filter(status=DeliveryStatus.PENDING, due_at__lt=cutoff))
+    if not pending:
+        return []
+    with get_queue(ALERTS).connection.pipeline(transaction=False) as pipeline:
+        for delivery in pending:
+            pipeline.hget(Job.key_for(delivery_job_id(delivery.pk)), "status")
+        statuses = pipeline.execute()
+    lost = [d for d, status in zip(pending, statuses, strict=True) if not status or status.decode() not in LIVE]
+    requeued = []
+    for delivery in lost:
+        if delivery.attempts > len(settings.ALERT_RETRY_INTERVALS):
+            reason = delivery.error or "gave up: the delivery job kept stopping"
+            Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.FAILED, error=reason)
+            continue
+        get_queue(ALERTS).connection.delete(Job.key_for(delivery_job_id(delivery.pk)))
+        schedule(delivery)
+        requeued.append(delivery.pk)
+    return requeued

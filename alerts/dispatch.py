@@ -211,7 +211,7 @@ def schedule(delivery: Delivery) -> None:
             else:
                 queue.enqueue("alerts.delivery.send_delivery", delivery.pk, **options)
         except RedisError as exc:
-            # The row stays pending: `manage.py reconcile` queues pending deliveries again.
+            # The row stays pending: reconcile (alerts.delivery.requeue_lost) queues it again.
             log.warning("Redis unavailable, delivery %s waits in the database: %s", delivery.pk, exc)
 
     transaction.on_commit(push)
