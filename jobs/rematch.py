@@ -5,8 +5,10 @@ What it finds is in earlier photos: one summary per person when the job is done,
 from __future__ import annotations
 
 from django.db import transaction
+from rq import get_current_job
 
 from alerts import dispatch
+from jobs.enqueue import BULK
 from recognition.matching import Gallery
 from recognition.models import Photo, PhotoStatus
 
@@ -22,5 +24,10 @@ def rematch_faces(owner_id: int, photo_ids: list[int] | None = None, batch_size:
             created = photo.apply_matches(gallery, earlier=True)
         count += 1
         alerts += len(created)
+    job = get_current_job()
+    if job is not None and job.origin == BULK:
+        # `reprocess --rematch-only` runs many batches: one summary once the whole run is done.
+        dispatch.schedule_earlier_summary(owner_id)
+        return {"owner": owner_id, "photos": count, "alerts": alerts}
     summaries = dispatch.summarize_earlier(owner_id)
     return {"owner": owner_id, "photos": count, "alerts": alerts, "summaries": len(summaries)}

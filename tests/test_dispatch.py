@@ -139,3 +139,19 @@ def test_delivery_counts_for_metrics(user):
     for channel, status in [("email", "sent"), ("email", "sent"), ("webhook", "failed"), ("mqtt", "pending")]:
         Delivery.objects.create(owner=user, channel=channel, status=status)
     assert Delivery.counts() == {("email", "sent"): 2, ("webhook", "failed"): 1, ("mqtt", "pending"): 1}
+
+
+def test_bulk_work_schedules_one_summary_per_user(user, redis_server, run_jobs, prefs, obama, receiver):
+    """Every photo of a bulk run asks for the summary; it is one scheduled job, pushed later each time."""
+    from rq.registry import ScheduledJobRegistry
+
+    from jobs.enqueue import ALERTS, get_queue
+
+    for _ in range(3):
+        new_alert(obama, earlier=True)
+        dispatch.schedule_earlier_summary(user.pk)
+    registry = ScheduledJobRegistry(queue=get_queue(ALERTS))
+    assert registry.get_job_ids() == [f"alerts-earlier-{user.pk}"]
+    dispatch.summarize_earlier(user.pk)  # what that job runs
+    [summary] = Summary.objects.all()
+    assert summary.count == 3
