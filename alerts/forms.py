@@ -32,7 +32,7 @@ class AlertSettingsForm(forms.ModelForm):
         help_texts = {
             "email_address": "Alerts are emailed only once you open the link we send to this address.",
             "mqtt_url": "mqtt://user:password@host:1883 or mqtts://...; leave empty for none.",
-            "mqtt_prefix": "Default photosite/<your user name>. Alerts go to <prefix>/person/<name>.",
+            "mqtt_prefix": "Default: photosite/ and your user name. Alerts go to this prefix, /person/, the name.",
             "mqtt_discovery": "Publish a retained config per person: Home Assistant makes a 'last seen' sensor.",
             "alert_unknown": "A face that matches nobody in a new photo.",
         }

@@ -27,7 +27,7 @@ from jobs.enqueue import ALERTS, get_queue
 from recognition.models import Alert, Person, Photo, ReferenceStatus
 from tests.conftest import face_file, photos_finished, upload_of, wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.scaleout]
 
 OBAMA_PHOTOS = ["people/obama/congress_address_2009.jpg", "people/obama/senate.jpg"]
 
