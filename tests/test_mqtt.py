@@ -114,6 +114,7 @@ def test_credentials_from_the_url_are_used(user, alert, tmp_path):
     assert bad.error.startswith("the broker refused the connection (")
 
 
+@pytest.mark.django_db
 @pytest.mark.parametrize("url", ["http://broker:1883", "mqtt://", "broker:1883", "mqtt://host:99999"])
 def test_bad_broker_urls_are_refused(api, url):
     response = api.patch("/api/alert-settings/", {"mqtt_url": url}, format="json")

@@ -191,6 +191,7 @@ def test_a_listener_that_never_answers_times_out(user, run_jobs, settings, allow
         silent.close()
 
 
+@pytest.mark.django_db  # no worker: a plain (rolled back) transaction is enough, and quicker
 @pytest.mark.parametrize(
     "url",
     ["file:///etc/passwd", "ftp://example.org/x", "http://127.0.0.1:6379/", "http://[::1]/", "http://localhost/x",
@@ -207,6 +208,7 @@ def test_the_form_and_the_api_refuse_bad_webhook_urls(user, api, client, url):
     assert AlertSettings.for_user(user).webhook_url == ""
 
 
+@pytest.mark.django_db
 def test_lan_addresses_are_allowed(api):
     for url in ("http://192.168.1.20:8123/api/webhook/x", "https://10.0.0.5/hook", "http://homeassistant.lan/"):
         assert api.patch("/api/alert-settings/", {"webhook_url": url}, format="json").status_code == 200
