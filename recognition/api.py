@@ -51,7 +51,8 @@ class UploadThrottle(UserRateThrottle):
 
 
 def rejected(exc: UploadRejected) -> Response:
-    return Response({"error": exc.message}, status=exc.status)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return Response({"error": exc.message}, status=exc.status, headers=headers)
 
 
 class PersonBriefSerializer(serializers.ModelSerializer):

@@ -70,14 +70,6 @@ class Analysis:
     faces: list[DetectedFace] = field(default_factory=list)
     preview: Image.Image | None = field(default=None, repr=False)  # the decoded, downscaled image
 
-    def thumbnail_jpeg(self, size: int) -> bytes:
-        """A JPEG of the preview no larger than size x size."""
-        image = self.preview.copy()
-        image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)  # cheap: 400 px
-        out = io.BytesIO()
-        image.save(out, format="JPEG", quality=82, optimize=True)
-        return out.getvalue()
-
 
 # The pid of the process that loaded the models: a forked work horse inherits it from its parent.
 models_loaded_by: int | None = None
@@ -213,7 +205,10 @@ def detect_faces(source: IO[bytes] | bytes | str) -> Analysis:
 
 def encode_reference(source: IO[bytes] | bytes | str) -> DetectedFace:
     """The largest face of a reference photo."""
-    analysis = detect_faces(source)
+    return largest_face(detect_faces(source))
+
+
+def largest_face(analysis: Analysis) -> DetectedFace:
     if not analysis.faces:
         raise UnreadableImage("no face found in this reference photo")
     return max(analysis.faces, key=lambda face: face.box.area)

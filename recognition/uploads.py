@@ -18,10 +18,11 @@ MULTIPART_OVERHEAD = 64 * 1024
 class UploadRejected(Exception):
     """The upload cannot be accepted; status is the HTTP status to answer with."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.retry_after = retry_after
 
 
 def too_large() -> UploadRejected:

@@ -2,7 +2,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("recognition", "0001_initial")]
+    dependencies = [("recognition", "0002_stored_renditions")]
 
     operations = [
         migrations.AddField(model_name="person", name="alerts_enabled", field=models.BooleanField(default=True, verbose_name="alerts")),
