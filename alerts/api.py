@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -11,10 +18,20 @@ from rest_framework.views import APIView
 
 from alerts.models import AlertSettings, Delivery, Summary, SummaryKind
 from alerts.timeline import timeline
-from recognition.api import PersonBriefSerializer
+from alerts.validators import validate_mqtt_url, validate_webhook_url
+from recognition.api import PersonBriefSerializer, SeenSerializer
 from recognition.models import Alert
 
+QUIET_HOURS_SCHEMA = {
+    "type": "object",
+    "nullable": True,
+    "properties": {"start": {"type": "string", "example": "22:00"}, "end": {"type": "string", "example": "07:00"}},
+    "required": ["start", "end"],
+    "description": "Deliveries wait until the end, then go as one summary; null: none",
+}
 
+
+@extend_schema_field(QUIET_HOURS_SCHEMA)
 class QuietHoursField(serializers.Field):
     """{"start": "22:00", "end": "07:00"} or null."""
 
@@ -46,7 +63,32 @@ class QuietHoursField(serializers.Field):
         return {"quiet_start": start, "quiet_end": end}
 
 
+@extend_schema_field({"type": "string", "example": "https://hooks.example/photosite"})
+class WebhookUrlField(serializers.CharField):
+    """A URL or "": a plain string in the schema (no `format: uri`, which "" could not match)."""
+
+
+@extend_schema_field({"type": "string", "example": "mqtt://broker.lan:1883"})
+class MqttUrlField(serializers.CharField):
+    pass
+
+
 class AlertSettingsSerializer(serializers.ModelSerializer):
+    # A plain string in the schema (a URL or ""), checked by the same rules as the form.
+    webhook_url = WebhookUrlField(
+        allow_blank=True,
+        required=False,
+        max_length=500,
+        validators=[validate_webhook_url],
+        help_text="http(s) URL each alert is POSTed to, or empty",
+    )
+    mqtt_url = MqttUrlField(
+        allow_blank=True,
+        required=False,
+        max_length=500,
+        validators=[validate_mqtt_url],
+        help_text="mqtt://user:pass@host:1883 or mqtts://..., or empty",
+    )
     quiet_hours = QuietHoursField(required=False)
 
     class Meta:
@@ -59,9 +101,11 @@ class AlertSettingsSerializer(serializers.ModelSerializer):
 
 
 class AlertSettingsView(APIView):
+    @extend_schema(responses=AlertSettingsSerializer)
     def get(self, request: Request) -> Response:
         return Response(AlertSettingsSerializer(AlertSettings.for_user(request.user)).data)
 
+    @extend_schema(request=AlertSettingsSerializer, responses=AlertSettingsSerializer)
     def patch(self, request: Request) -> Response:
         serializer = AlertSettingsSerializer(AlertSettings.for_user(request.user), data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -84,6 +128,7 @@ class AlertSerializer(serializers.ModelSerializer):
         model = Alert
         fields = ["kind", "id", "photo", "face", "person", "distance", "seen", "created_at", "earlier", "deliveries"]
 
+    @extend_schema_field({"type": "string", "enum": ["alert"]})
     def get_kind(self, alert: Alert) -> str:
         return "alert"
 
@@ -104,6 +149,7 @@ class SummarySerializer(serializers.ModelSerializer):
             "alerts", "deliveries",
         ]  # fmt: skip
 
+    @extend_schema_field({"type": "string", "enum": ["summary"]})
     def get_kind(self, summary: Summary) -> str:
         return "summary"
 
@@ -117,12 +163,31 @@ class SummarySerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
+ALERT_OR_SUMMARY = PolymorphicProxySerializer(
+    component_name="AlertOrSummary",
+    serializers={"alert": AlertSerializer, "summary": SummarySerializer},
+    resource_type_field_name="kind",
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("unseen", bool, description="only alerts and summaries not yet seen"),
+            OpenApiParameter("summary", int, description="the alerts of this summary"),
+        ],
+        responses=ALERT_OR_SUMMARY,
+    ),
+    seen=extend_schema(request=None, responses={200: SeenSerializer}),
+)
 class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Alerts and summaries, newest first; ?summary=<id> lists the alerts of one summary."""
 
     serializer_class = AlertSerializer
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
+            return Alert.objects.none()
         alerts = Alert.objects.filter(owner=self.request.user).select_related("person").prefetch_related("deliveries")
         if self.request.query_params.get("unseen"):
             alerts = alerts.filter(seen=False)

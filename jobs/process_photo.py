@@ -12,6 +12,7 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from alerts import dispatch
+from jobs import stats
 from jobs.enqueue import BULK
 from recognition import engine, storage
 from recognition.matching import Gallery
@@ -50,6 +51,7 @@ def process_photo(photo_id: int) -> dict:
     except Exception as exc:
         fail_or_retry(photo, f"{exc.__class__.__name__}: {exc}")
         raise
+    stats.note_photo("done", faces=len(analysis.faces))
     return {"photo": photo_id, "faces": len(analysis.faces)}
 
 
@@ -76,6 +78,7 @@ def fail_for_good(photo: Photo, reason: str) -> None:
     if job is not None:
         job.retries_left = 0
     photo.mark(PhotoStatus.FAILED, reason, processed_at=timezone.now())
+    stats.note_photo("failed")
     log.warning("photo %s failed: %s", photo.pk, reason)
 
 
@@ -85,3 +88,4 @@ def fail_or_retry(photo: Photo, reason: str) -> None:
         photo.mark(PhotoStatus.QUEUED, f"Retrying after a transient error: {reason}")
     else:
         photo.mark(PhotoStatus.FAILED, reason, processed_at=timezone.now())
+        stats.note_photo("failed")

@@ -2,11 +2,13 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from alerts import api as alerts_api
 from jobs import admin_views as queue_admin
 from jobs import api as jobs_api
+from jobs import views as ops
 from recognition import api
 
 router = DefaultRouter()
@@ -18,8 +20,12 @@ urlpatterns = [
     path("admin/queues/", include(queue_admin.urls)),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
+    path("health/", ops.health, name="health"),
+    path("metrics/", ops.metrics, name="metrics"),
     path("api/queues/", jobs_api.queues, name="api-queues"),
     path("api/alert-settings/", alerts_api.AlertSettingsView.as_view(), name="api-alert-settings"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include(router.urls)),
     path("", include("alerts.urls")),
     path("", include("recognition.urls")),
