@@ -19,7 +19,7 @@ from django.utils import timezone
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
-from rq.job import Job
+from rq.job import Dependency, Job, JobStatus
 
 from recognition.models import Photo, PhotoStatus, ReferencePhoto
 
@@ -240,3 +240,57 @@ def enqueue_renditions(kind: str, object_id: int) -> bool:
         log.warning("Redis unavailable, the pictures of %s %s are made later: %s", kind, object_id, exc)
         return False
     return True
+
+
+def grouping_job_ids(owner_id: int) -> tuple[str, str]:
+    """The owner's grouping job, and the one that waits for it when new faces arrive while it runs."""
+    return f"group-faces-{owner_id}", f"group-faces-{owner_id}-next"
+
+
+WAITING_STATUSES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+
+
+def enqueue_grouping(owner_id: int) -> None:
+    """Group the owner's new unknown faces: at most one pending run per owner, so 500 uploads make a few runs.
+
+    A pending run (queued or deferred) will see every face committed before it starts: nothing to add.
+    While one runs, the next waits for it (an RQ dependency); the job also takes a per-owner lock.
+    """
+
+    def push() -> None:
+        queue = get_queue(GALLERY)
+        ids = grouping_job_ids(owner_id)
+        jobs = Job.fetch_many(ids, connection=queue.connection)
+        statuses = [job.get_status(refresh=False) if job else None for job in jobs]
+        if any(status in WAITING_STATUSES for status in statuses):
+            return
+        running = [job for job, status in zip(jobs, statuses, strict=True) if status == JobStatus.STARTED]
+        free = [job_id for job_id, status in zip(ids, statuses, strict=True) if status != JobStatus.STARTED]
+        if not free:  # both started: the second waits on the lock and will see these faces
+            return
+        queue.enqueue_call(
+            "jobs.group_faces.group_faces",
+            args=(owner_id,),
+            job_id=free[0],
+            depends_on=Dependency(jobs=running, allow_failure=True) if running else None,
+            timeout=settings.JOB_TIMEOUT,
+            result_ttl=600,
+            description=f"group new faces of user {owner_id}",
+            meta={"owner_id": owner_id},
+        )
+
+    # Redis down: the faces wait, unseen, for the next run (any new photo) or `manage.py group_faces`.
+    transaction.on_commit(push, robust=True)
+
+
+def enqueue_regrouping(owner_id: int, queue: str = BULK) -> Job:
+    """Regroup every unknown face of the owner (bulk work: low queue); its progress is in job.meta."""
+    return get_queue(queue).enqueue_call(
+        "jobs.group_faces.regroup_faces",
+        args=(owner_id,),
+        job_id=f"regroup-faces-{owner_id}",
+        timeout=max(settings.JOB_TIMEOUT, 3600),
+        result_ttl=3600,
+        description=f"regroup every unknown face of user {owner_id}",
+        meta={"owner_id": owner_id, "progress": 0.0},
+    )

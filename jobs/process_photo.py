@@ -13,7 +13,7 @@ from rq.timeouts import JobTimeoutException
 
 from alerts import dispatch
 from jobs import stats
-from jobs.enqueue import BULK
+from jobs.enqueue import BULK, enqueue_grouping
 from recognition import engine, storage
 from recognition.matching import Gallery
 from recognition.models import Photo, PhotoStatus
@@ -70,6 +70,7 @@ def store_results(photo: Photo, analysis: engine.Analysis, news: bool = True) ->
             dispatch.announce_someone_new(photo, photo.faces.filter(person__isnull=True).count())
         elif alerts:
             dispatch.schedule_earlier_summary(photo.owner_id)
+    enqueue_grouping(photo.owner_id)
 
 
 def fail_for_good(photo: Photo, reason: str) -> None:

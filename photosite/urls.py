@@ -15,6 +15,7 @@ router = DefaultRouter()
 router.register("photos", api.PhotoViewSet, basename="api-photo")
 router.register("people", api.PersonViewSet, basename="api-person")
 router.register("alerts", alerts_api.AlertViewSet, basename="api-alert")
+router.register("groups", api.GroupViewSet, basename="api-group")
 
 urlpatterns = [
     path("admin/queues/", include(queue_admin.urls)),

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from redis.exceptions import RedisError
 
 from jobs.enqueue import GALLERY, enqueue_photos, enqueue_reference, enqueue_rematch_many
-from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
+from recognition.models import Alert, Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
 from recognition.views import serve
 
 
@@ -138,13 +138,14 @@ class PhotoAdmin(admin.ModelAdmin):
 
 @admin.register(Face)
 class FaceAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "photo_link", "owner", "person", "distance", "named_by_user", "box"]
-    list_filter = ["named_by_user", ("person", admin.EmptyFieldListFilter)]
+    list_display = ["__str__", "photo_link", "owner", "person", "distance", "named_by_user", "group", "box"]
+    list_filter = ["named_by_user", ("person", admin.EmptyFieldListFilter), ("group", admin.EmptyFieldListFilter)]
     search_fields = ["photo__original_name", "person__name", "photo__owner__username"]
     list_select_related = ["photo__owner", "person"]
     raw_id_fields = ["photo", "person"]
-    readonly_fields = ["photo", "top", "right", "bottom", "left", "distance"]
-    fields = ["photo", "top", "right", "bottom", "left", "person", "distance", "named_by_user", "rejected_people"]
+    readonly_fields = ["photo", "top", "right", "bottom", "left", "distance", "group"]
+    fields = ["photo", "top", "right", "bottom", "left", "person", "distance", "named_by_user", "rejected_people",
+              "group"]  # fmt: skip
     filter_horizontal = ["rejected_people"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -244,3 +245,24 @@ class AlertAdmin(admin.ModelAdmin):
     @admin.display(description="photo", ordering="photo")
     def photo_link(self, alert: Alert) -> str:
         return _link(alert.photo)
+
+
+@admin.register(FaceGroup)
+class FaceGroupAdmin(admin.ModelAdmin):
+    """Groups of unknown faces ("Who is this?"), for staff to look at; users decide about them on the site."""
+
+    list_display = ["__str__", "owner", "size", "hidden", "kept", "created_at", "updated_at"]
+    list_filter = ["hidden", "kept", ("owner", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["owner__username"]
+    list_select_related = ["owner"]
+    fields = readonly_fields = ["owner", "size", "hidden", "kept", "created_at", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # groups come from the grouping jobs
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[FaceGroup]:
+        return super().get_queryset(request).with_size()
+
+    @admin.display(description="faces that match nobody", ordering="size")
+    def size(self, group: FaceGroup) -> int:
+        return group.size

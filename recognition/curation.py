@@ -8,12 +8,23 @@ so neither reprocessing nor a gallery change undoes them.
 
 from __future__ import annotations
 
+import numpy as np
 from django.db import transaction
 from django.db.models import Q
+from PIL import Image
 
-from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_rematch
+from jobs.enqueue import UPLOADS, enqueue_grouping, enqueue_photo, enqueue_rematch
 from recognition import renditions, storage
-from recognition.models import Alert, Face, Person, Photo, ReferencePhoto, ReferenceStatus, reference_path
+from recognition.models import (
+    Alert,
+    Face,
+    FaceGroup,
+    Person,
+    Photo,
+    ReferencePhoto,
+    ReferenceStatus,
+    reference_path,
+)  # fmt: skip
 
 
 class PicturesNotReady(Exception):
@@ -48,6 +59,13 @@ def name_face(face: Face, person: Person) -> ReferencePhoto:
     changed) when the photo has no stored renditions yet.
     """
     picture = face_picture(face)
+    _mark_named(face, person)
+    reference = reference_from_face(face, person, picture)
+    enqueue_rematch(person.owner_id)
+    return reference
+
+
+def _mark_named(face: Face, person: Person) -> None:
     previous = face.person_id
     face.person, face.distance, face.named_by_user = person, None, True
     face.save(update_fields=["person", "distance", "named_by_user"])
@@ -55,6 +73,10 @@ def name_face(face: Face, person: Person) -> ReferencePhoto:
     # A named face is no news to the user: it raises no alert (Photo.record_alerts), and an alert
     # for whom it was matched to before goes unless another face of the photo is still them.
     _forget_alert_unless_still_found(face.photo, previous)
+
+
+def reference_from_face(face: Face, person: Person, picture: bytes) -> ReferencePhoto:
+    """A reference of person made from a face: its stored encoding, and picture (a JPEG crop of it)."""
     reference = ReferencePhoto(
         person=person,
         original_name=f"face {face.pk} of {face.photo}"[:255],
@@ -65,8 +87,54 @@ def name_face(face: Face, person: Person) -> ReferencePhoto:
     # A crop of the face is its picture and its thumbnail alike.
     reference.image = reference.thumbnail = storage.save(reference_path(reference, "face.jpg"), picture)
     reference.save()
-    enqueue_rematch(person.owner_id)
     return reference
+
+
+GROUP_REFERENCES = 5  # best faces of a named group that become references
+GROUP_CANDIDATES = 12  # largest faces (one per photo) looked at for sharpness
+
+
+@transaction.atomic
+def name_group(group: FaceGroup, person: Person) -> int:
+    """Name every unknown face of a group, as if one by one on the photo pages; returns how many.
+
+    Up to GROUP_REFERENCES of its best faces (largest, sharpest, from different photos) become references,
+    and the owner's photos are re-matched once: the same gallery change as naming one face, so matches it
+    finds elsewhere follow the same rule (jobs.rematch). The group is then done and goes.
+    """
+    if group.owner_id != person.owner_id:
+        raise ValueError("the group and the person must have the same owner")
+    faces = list(group.unknown_faces().select_related("photo"))
+    for face in faces:
+        _mark_named(face, person)
+    for face, picture in best_faces(faces):
+        reference_from_face(face, person, picture)
+    group.delete()
+    enqueue_rematch(person.owner_id)
+    return len(faces)
+
+
+def best_faces(faces: list[Face], most: int = GROUP_REFERENCES) -> list[tuple[Face, bytes]]:
+    """The largest face of each photo, the largest photos' first; of those, the sharpest, with their pictures."""
+    largest: dict[int, Face] = {}
+    for face in sorted(faces, key=lambda face: face.area, reverse=True):
+        largest.setdefault(face.photo_id, face)
+    scored = []
+    for face in list(largest.values())[:GROUP_CANDIDATES]:
+        try:
+            picture = face_picture(face)
+        except (PicturesNotReady, storage.StorageUnavailable, FileNotFoundError):
+            continue  # a photo without its pictures makes no reference; its face is still named
+        scored.append((sharpness(renditions.open_rendition(picture)), face, picture))
+    scored.sort(key=lambda item: item[0], reverse=True)
+    return [(face, picture) for _, face, picture in scored[:most]]
+
+
+def sharpness(image: Image.Image) -> float:
+    """Variance of the Laplacian of the grey image at a common size: higher is sharper."""
+    grey = np.asarray(image.convert("L").resize((128, 128)), dtype=np.float32)
+    laplacian = grey[1:-1, :-2] + grey[1:-1, 2:] + grey[:-2, 1:-1] + grey[2:, 1:-1] - 4 * grey[1:-1, 1:-1]
+    return float(laplacian.var())
 
 
 @transaction.atomic
@@ -100,11 +168,14 @@ def rename_person(person: Person, name: str) -> None:
 @transaction.atomic
 def delete_person(person: Person) -> None:
     owner_id = person.owner_id
-    # Faces the user named as this person go back to being matched like any other.
-    person.faces.update(named_by_user=False, person=None, distance=None)
+    # Faces the user named as this person go back to being matched like any other, and those left
+    # unknown to being grouped.
+    freed = person.faces.update(named_by_user=False, person=None, distance=None, indexed=False)
     delete_references(person.references.all())
     person.delete()
     enqueue_rematch(owner_id)
+    if freed:
+        enqueue_grouping(owner_id)
 
 
 @transaction.atomic

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
-from recognition.models import Person
+from recognition.models import FaceGroup, Person
 
 
 class PersonForm(forms.Form):
@@ -45,6 +45,20 @@ class MergeForm(forms.Form):
     def __init__(self, *args, person: Person, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["target"].queryset = Person.objects.filter(owner_id=person.owner_id).exclude(pk=person.pk)
+
+
+class GroupChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, group: FaceGroup) -> str:
+        return f"group {group.pk} ({group.size} face{'' if group.size == 1 else 's'})"
+
+
+class MergeGroupForm(forms.Form):
+    target = GroupChoiceField(queryset=FaceGroup.objects.none(), label="Merge into", empty_label=None)
+
+    def __init__(self, *args, group: FaceGroup, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        others = FaceGroup.objects.filter(owner_id=group.owner_id).exclude(pk=group.pk).with_size()
+        self.fields["target"].queryset = others.filter(size__gt=0).order_by("-size", "id")
 
 
 class SignupForm(UserCreationForm):

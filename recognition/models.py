@@ -257,7 +257,7 @@ class Photo(models.Model):
         # Two runs of one photo at once (a reprocess click during processing) take turns here, so the
         # second replaces the first's faces instead of both keeping theirs.
         Photo.objects.select_for_update().filter(pk=self.pk).first()
-        old_faces = list(self.faces.prefetch_related("rejected_people"))
+        old_faces = list(self.faces.prefetch_related("rejected_people", "excluded_groups"))
         crops = crops or [""] * len(analysis.faces)
         new_faces = [
             Face(photo=self, encoding=engine.encoding_to_bytes(found.encoding), crop=crop, **found.box.as_dict())
@@ -346,9 +346,16 @@ class Face(models.Model):
     # User decisions, which reprocessing and gallery changes never undo.
     named_by_user = models.BooleanField(default=False)
     rejected_people = models.ManyToManyField(Person, blank=True, related_name="rejected_faces")
+    # Grouping of unknown faces (recognition.grouping): the group it is in, the groups the user took it
+    # out of (it never rejoins them), and whether a grouping run has seen it (added to the FaceIndex).
+    group = models.ForeignKey("FaceGroup", null=True, blank=True, on_delete=models.SET_NULL, related_name="faces")
+    excluded_groups = models.ManyToManyField("FaceGroup", blank=True, related_name="excluded_faces")
+    indexed = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["left", "top", "id"]
+        # The faces no grouping run has seen: a few at any time, found without scanning the others.
+        indexes = [models.Index(fields=["id"], condition=models.Q(indexed=False), name="face_not_indexed")]
 
     def __str__(self) -> str:
         return f"face {self.pk} in {self.photo_id}"
@@ -360,13 +367,132 @@ class Face(models.Model):
     def vector(self) -> np.ndarray:
         return engine.encoding_from_bytes(self.encoding)
 
+    @property
+    def area(self) -> int:
+        return (self.right - self.left) * (self.bottom - self.top)
+
     def carry_decisions_from(self, old: Face) -> None:
         rejected = list(old.rejected_people.all())
         if rejected:
             self.rejected_people.set(rejected)
+        excluded = list(old.excluded_groups.all())
+        if excluded:
+            self.excluded_groups.set(excluded)
         if old.named_by_user:
             self.person_id, self.distance, self.named_by_user = old.person_id, old.distance, True
             self.save(update_fields=["person", "distance", "named_by_user"])
+        if old.group_id:  # still the same face: it stays in its group (the grouping run indexes it again)
+            self.group_id = old.group_id
+            self.save(update_fields=["group"])
+
+
+class FaceGroupQuerySet(models.QuerySet):
+    def with_size(self) -> FaceGroupQuerySet:
+        """Each group's size: its faces that still match nobody."""
+        return self.annotate(size=models.Count("faces", filter=models.Q(faces__person__isnull=True)))
+
+    def shown(self, owner, hidden: bool = False) -> FaceGroupQuerySet:
+        """The owner's groups as the "Who is this?" page lists them: big enough, largest first."""
+        return (
+            self.filter(owner=owner, hidden=hidden)
+            .with_size()
+            .filter(size__gte=settings.FACES_GROUP_MIN_FACES)
+            .order_by("-size", "id")
+        )
+
+
+class FaceGroup(models.Model):
+    """Unknown faces of one owner that look like one person, to be named ("Who is this?").
+
+    Made and grown by recognition.grouping; the user names it (recognition.curation.name_group), takes
+    faces out, merges two, or hides it. A hidden group still takes the faces that would join it, silently.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="face_groups")
+    hidden = models.BooleanField(default=False)
+    # A group the user shaped (merged into, or took faces out of): a full regrouping keeps it as it is.
+    kept = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = FaceGroupQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"group {self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("group", args=[self.pk])
+
+    def unknown_faces(self) -> models.QuerySet[Face]:
+        """The faces that still match nobody: a face named or matched since leaves the group's count."""
+        return self.faces.filter(person__isnull=True)
+
+    def faces_largest_first(self) -> models.QuerySet[Face]:
+        area = (models.F("right") - models.F("left")) * (models.F("bottom") - models.F("top"))
+        return self.unknown_faces().order_by(area.desc(), "id")
+
+    @transaction.atomic
+    def remove_faces(self, face_ids: list[int]) -> int:
+        """ "Not the same person": the faces leave the group and never rejoin it."""
+        faces = list(self.unknown_faces().filter(pk__in=face_ids))
+        if not face_ids or len(faces) != len(set(face_ids)):
+            raise ValueError("every face must be one of this group's faces")
+        Face.objects.filter(pk__in=[face.pk for face in faces]).update(group=None)
+        through = Face.excluded_groups.through
+        through.objects.bulk_create([through(face_id=face.pk, facegroup_id=self.pk) for face in faces],
+                                    ignore_conflicts=True)  # fmt: skip
+        self.kept = True  # shaped by the user: a full regrouping keeps it as it is
+        self.save(update_fields=["kept", "updated_at"])
+        return len(faces)
+
+    @transaction.atomic
+    def merge_into(self, target: FaceGroup) -> FaceGroup:
+        """Two groups are one person: target gets every face (and every exclusion) of this one."""
+        if target.owner_id != self.owner_id or target.pk == self.pk:
+            raise ValueError("can only merge two different groups of the same owner")
+        self.faces.update(group=target)
+        through = Face.excluded_groups.through
+        excluded = through.objects.filter(facegroup=self).values_list("face_id", flat=True)
+        through.objects.bulk_create([through(face_id=face_id, facegroup_id=target.pk) for face_id in excluded],
+                                    ignore_conflicts=True)  # fmt: skip
+        target.kept = True
+        target.save(update_fields=["kept", "updated_at"])
+        self.delete()
+        return target
+
+    def hide(self) -> None:
+        """Never suggested again; faces that would join it still do, so they are not suggested either."""
+        self.hidden = True
+        self.save(update_fields=["hidden", "updated_at"])
+
+
+class FaceIndexChunk(models.Model):
+    """Face encodings of one owner packed in blobs, for the grouping's nearest-neighbour search: an
+    incremental run scans these few rows with numpy instead of reading every Face row.
+
+    float16 (256 bytes a face; distances move by about 0.001, against thresholds 0.45-0.55) so that a
+    scan reads half the bytes. Each run appends a small row; small rows are packed into rows of
+    CHUNK_FACES once there are SMALL_CHUNKS of them. Faces deleted since are dropped when found;
+    a full regrouping rebuilds it.
+    """
+
+    CHUNK_FACES = 8192
+    SMALL_CHUNKS = 32
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # Before the blobs: SQLite reads a row's columns in order, through the blobs' overflow pages.
+    count = models.PositiveIntegerField(default=0)
+    face_ids = models.BinaryField()  # int64
+    encodings = models.BinaryField()  # float16, 128 per face
+
+    class Meta:
+        ordering = ["owner", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.count} faces of user {self.owner_id}"
 
 
 class Alert(models.Model):

@@ -23,6 +23,12 @@ urlpatterns = [
     path("people/<int:pk>/delete/", views.person_delete, name="person-delete"),
     path("people/<int:pk>/merge/", views.person_merge, name="person-merge"),
     path("references/<int:pk>/delete/", views.reference_delete, name="reference-delete"),
+    path("who/", views.groups, name="groups"),
+    path("who/<int:pk>/", views.group_detail, name="group"),
+    path("who/<int:pk>/name/", views.group_name, name="group-name"),
+    path("who/<int:pk>/remove/", views.group_remove, name="group-remove"),
+    path("who/<int:pk>/merge/", views.group_merge, name="group-merge"),
+    path("who/<int:pk>/hide/", views.group_hide, name="group-hide"),
     # Media, owner only: there is no public media folder.
     path("media/photos/<int:pk>/original", views.photo_original, name="photo-original"),
     path("media/photos/<int:pk>/web.jpg", views.photo_web, name="photo-web"),

@@ -23,13 +23,15 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference, enqueue_renditions
-from recognition import curation, storage
+from recognition import curation, grouping, storage
 from recognition.api import UploadThrottle
-from recognition.forms import MergeForm, NameFaceForm, PersonForm, ReferenceForm, RenameForm, SignupForm
-from recognition.models import Face, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
+from recognition.forms import MergeForm, MergeGroupForm, NameFaceForm, PersonForm, ReferenceForm, RenameForm, SignupForm
+from recognition.models import Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
 from recognition.uploads import UploadRejected
 
 PHOTOS_PER_PAGE = 24
+GROUPS_PER_PAGE = 24
+GROUP_FACES_PER_PAGE = 60
 STATUS_MAX_IDS = 200
 MEDIA_MAX_AGE = 24 * 3600
 
@@ -321,6 +323,87 @@ def reference_delete(request: HttpRequest, pk: int) -> HttpResponse:
     curation.delete_reference(reference)
     messages.success(request, "Reference photo deleted.")
     return redirect(reference.person)
+
+
+# Who is this? Groups of unknown faces
+
+
+@login_required
+def groups(request: HttpRequest) -> HttpResponse:
+    hidden = request.GET.get("hidden") == "1"
+    page = page_of(request, FaceGroup.objects.shown(request.user, hidden=hidden), GROUPS_PER_PAGE)
+    grouping.describe(list(page.object_list), request.user.pk)
+    context = {"page": page, "hidden": hidden, "min_faces": settings.FACES_GROUP_MIN_FACES}
+    return render(request, "recognition/groups.html", context)
+
+
+def owned_group(request: HttpRequest, pk: int) -> FaceGroup:
+    return get_object_or_404(FaceGroup.objects.with_size(), pk=pk, owner=request.user)
+
+
+@login_required
+def group_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    group = owned_group(request, pk)
+    grouping.describe([group], request.user.pk)
+    context = {
+        "group": group,
+        "page": page_of(request, group.faces_largest_first().select_related("photo"), GROUP_FACES_PER_PAGE),
+        "people": Person.objects.filter(owner=request.user),
+        "merge_form": MergeGroupForm(group=group),
+    }
+    return render(request, "recognition/group.html", context)
+
+
+@require_POST
+@login_required
+def group_name(request: HttpRequest, pk: int) -> HttpResponse:
+    group = owned_group(request, pk)
+    form = NameFaceForm(request.POST, owner=request.user)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors.get("__all__", [])) or "Choose a person or type a name.")
+        return redirect(group)
+    person = form.cleaned_data["person"] or curation.create_person(request.user, form.cleaned_data["new_name"])
+    named = curation.name_group(group, person)
+    messages.success(
+        request, f"Named {named} face{'' if named == 1 else 's'} {person}; looking for them in your other photos now."
+    )
+    return redirect(person)
+
+
+@require_POST
+@login_required
+def group_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    group = owned_group(request, pk)
+    ids = [int(value) for value in request.POST.getlist("faces") if value.isdecimal()]
+    try:
+        removed = group.remove_faces(ids)
+    except ValueError:
+        messages.error(request, "Tick the faces that are not this person.")
+        return redirect(group)
+    messages.success(request, f"Took {removed} face{'' if removed == 1 else 's'} out; they will not rejoin.")
+    return redirect(group)
+
+
+@require_POST
+@login_required
+def group_merge(request: HttpRequest, pk: int) -> HttpResponse:
+    group = owned_group(request, pk)
+    form = MergeGroupForm(request.POST, group=group)
+    if not form.is_valid():
+        messages.error(request, "Choose another group to merge into.")
+        return redirect(group)
+    target = group.merge_into(form.cleaned_data["target"])
+    messages.success(request, "Merged the two groups.")
+    return redirect(target)
+
+
+@require_POST
+@login_required
+def group_hide(request: HttpRequest, pk: int) -> HttpResponse:
+    group = owned_group(request, pk)
+    group.hide()
+    messages.success(request, "Hidden: this group will not be suggested again.")
+    return redirect("groups")
 
 
 # Media: only through these views, only to the owner. Every image served is a stored file: thumbnails,

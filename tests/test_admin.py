@@ -21,6 +21,7 @@ ADMIN_PAGES = [
     "/admin/alerts/alertsettings/",
     "/admin/alerts/delivery/",
     "/admin/alerts/summary/",
+    "/admin/recognition/facegroup/",
 ]
 
 

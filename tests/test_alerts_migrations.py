@@ -10,8 +10,8 @@ from django.utils import timezone
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("recognition", "0003_alert_rules"), ("alerts", "0001_initial")]
-AFTER = [("recognition", "0004_remove_alert_delivery_columns"), ("alerts", "0002_move_delivery_data")]
+BEFORE = [("recognition", "0004_alert_rules"), ("alerts", "0001_initial")]
+AFTER = [("recognition", "0005_remove_alert_delivery_columns"), ("alerts", "0002_move_delivery_data")]
 
 
 def migrate(targets):

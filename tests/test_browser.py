@@ -184,3 +184,51 @@ def test_upload_watch_and_see_who_is_there(page, live_server, user, start_worker
     expect(page.locator(".messages")).to_contain_text("Settings saved")
     expect(page.locator("#webhook-secret")).to_have_text(re.compile(r"^[0-9a-f]{32}$"))
     page.screenshot(path=str(ARTIFACTS / "settings.png"), full_page=True)
+
+
+def test_who_is_this_groups_unknown_faces_and_names_them(page, live_server, user, start_worker):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    start_worker()
+    sign_in(page, live_server)
+    files = ["people/obama/portrait_2012.jpg", "people/obama/congress_address_2009.jpg",
+             "people/obama/portrait_2012_crop_small.jpg", "groups/obama_biden.jpg"]  # fmt: skip
+    page.set_input_files("input[name=images]", [str(face_file(name)) for name in files])
+    cards = page.locator(".card")
+    expect(cards).to_have_count(4)
+    for number in range(4):
+        expect(cards.nth(number)).to_have_attribute("data-status", "done", timeout=PROCESSING_TIMEOUT_MS)
+
+    # The grouping job runs after the photos: the page shows the group once it has.
+    page.click("nav a:has-text('Who is this?')")
+    group = page.locator(".group-card")
+    for _ in range(60):
+        if group.count():
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    expect(group).to_have_count(1)
+    expect(group.locator(".group-size")).to_have_text("4 faces")
+    expect(group.locator(".group-faces img")).to_have_count(4)
+    page.wait_for_function("[...document.querySelectorAll('.group-faces img')].every((i) => i.complete)")
+    page.screenshot(path=str(ARTIFACTS / "who_is_this.png"), full_page=True)
+
+    group.locator("a.button:has-text('Name')").click()
+    page.wait_for_url("**/who/*/")
+    expect(page.locator(".group-face")).to_have_count(4)
+    page.wait_for_function("[...document.querySelectorAll('.group-face img')].every((i) => i.complete)")
+    page.screenshot(path=str(ARTIFACTS / "group.png"), full_page=True)
+    page.fill(".name-group input[name=new_name]", "Obama")
+    page.click(".name-group button")
+    page.wait_for_url("**/people/*/")
+    expect(page.locator(".messages")).to_contain_text("Named 4 faces Obama")
+    expect(page.locator(".card")).to_have_count(4)
+    expect(page.locator(".reference")).to_have_count(4)  # one per photo: at most 5, from different photos
+    page.screenshot(path=str(ARTIFACTS / "group_named.png"), full_page=True)
+
+    page.goto(live_server.url + "/")
+    for number in range(4):
+        expect(cards.nth(number).locator(".names")).to_contain_text("Obama")
+    page.goto(live_server.url + "/who/")
+    expect(page.locator(".group-card")).to_have_count(0)

@@ -18,6 +18,7 @@ from recognition import engine
 from recognition.models import (
     Alert,
     Face,
+    FaceGroup,
     Person,
     Photo,
     PhotoStatus,
@@ -363,3 +364,59 @@ def test_a_file_missing_from_storage_is_not_found(owner, user):
     photo = Photo.objects.create(owner=user, image="photos/x/gone.jpg", thumbnail="thumbs/x/gone.jpg")
     for name in ("photo-original", "photo-thumbnail", "photo-web"):
         assert owner.get(reverse(name, args=[photo.pk])).status_code == 404, name
+
+
+# Who is this? Groups of unknown faces.
+
+
+@pytest.fixture
+def group(user, photo, person) -> FaceGroup:
+    """The photo's unknown face and two more, as one group about 0.57 from Obama's reference: a guess, no match."""
+    group = FaceGroup.objects.create(owner=user)
+    reference = engine.encoding_from_bytes(fake_encoding(1))
+    direction = np.random.default_rng(9).normal(0, 1, 128)
+    near = engine.encoding_to_bytes(reference + 0.57 * direction / np.linalg.norm(direction))
+    photo.faces.filter(person__isnull=True).update(group=group, encoding=near)
+    for left in (500, 700):
+        Face.objects.create(photo=photo, group=group, top=60, left=left, bottom=160, right=left + 100, encoding=near)
+    return group
+
+
+def test_who_is_this_lists_groups_with_faces_and_a_guess(owner, group, person):
+    html = owner.get(reverse("groups")).content.decode()
+    assert f'data-group-id="{group.pk}"' in html and "3 faces" in html
+    assert html.count('class="group-faces"') == 1
+    for face in group.faces.all():
+        assert reverse("face-image", args=[face.pk]) in html
+    assert "Looks like" in html and "Obama" in html and f'name="person" value="{person.pk}"' in html
+    assert reverse("groups") in owner.get(reverse("people")).content.decode()  # linked from People
+    assert "Who is this?" in owner.get(reverse("gallery")).content.decode()  # and from the header
+
+
+def test_group_page_shows_every_face_with_its_photo(owner, group, photo):
+    html = owner.get(reverse("group", args=[group.pk])).content.decode()
+    assert html.count('class="group-face"') == 3
+    assert f"{reverse('photo', args=[photo.pk])}#face-" in html
+    assert 'name="faces"' in html and "Hide" in html
+
+
+def test_confirming_the_guess_names_the_group(owner, group, person):
+    response = owner.post(reverse("group-name", args=[group.pk]), {"person": person.pk})
+    assert response.url == reverse("person", args=[person.pk])
+    assert Face.objects.filter(person=person, named_by_user=True).count() == 3
+    assert not FaceGroup.objects.exists()
+
+
+def test_group_forms_take_faces_out_merge_and_hide(owner, group, user):
+    face = group.faces.first()
+    response = owner.post(reverse("group-remove", args=[group.pk]), {"faces": [face.pk]}, follow=True)
+    assert "Took 1 face out" in response.content.decode() and group.unknown_faces().count() == 2
+    response = owner.post(reverse("group-remove", args=[group.pk]), {"faces": [face.pk]}, follow=True)
+    assert "Tick the faces" in response.content.decode()
+    other = FaceGroup.objects.create(owner=user)
+    Face.objects.filter(pk=face.pk).update(group=other)
+    response = owner.post(reverse("group-merge", args=[other.pk]), {"target": group.pk})
+    assert response.url == reverse("group", args=[group.pk]) and group.unknown_faces().count() == 3
+    assert owner.post(reverse("group-hide", args=[group.pk])).url == reverse("groups")
+    assert FaceGroup.objects.get(pk=group.pk).hidden
+    assert f'data-group-id="{group.pk}"' in owner.get(reverse("groups") + "?hidden=1").content.decode()

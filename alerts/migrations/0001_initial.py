@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("recognition", "0003_alert_rules"),
+        ("recognition", "0004_alert_rules"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,5 +1,5 @@
 """Copy recognition.UserSettings into AlertSettings, and each alert's emailed_at / webhook_* into
-Delivery rows, before recognition.0004 drops them.
+Delivery rows, before recognition.0005 drops them.
 
 Email addresses come over unconfirmed: alerts are emailed only to an address confirmed by a link
 sent to it, and nobody ever confirmed the old ones.
@@ -87,6 +87,6 @@ def backward(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("alerts", "0001_initial"), ("recognition", "0003_alert_rules")]
+    dependencies = [("alerts", "0001_initial"), ("recognition", "0004_alert_rules")]
 
     operations = [migrations.RunPython(forward, backward)]

@@ -2,7 +2,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("recognition", "0002_stored_renditions")]
+    dependencies = [("recognition", "0003_face_groups")]
 
     operations = [
         migrations.AddField(model_name="person", name="alerts_enabled", field=models.BooleanField(default=True, verbose_name="alerts")),

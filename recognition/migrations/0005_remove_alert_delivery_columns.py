@@ -4,7 +4,7 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("recognition", "0003_alert_rules"), ("alerts", "0002_move_delivery_data")]
+    dependencies = [("recognition", "0004_alert_rules"), ("alerts", "0002_move_delivery_data")]
 
     operations = [
         migrations.RemoveField(model_name="alert", name="emailed_at"),
