@@ -10,7 +10,7 @@ MODULES ?=
 comma := ,
 export HOST PORT
 
-.PHONY: install install-dev run test bench mutation lint format superuser browser axe clean
+.PHONY: install install-dev run test bench mutation lint format superuser browser axe mosquitto clean
 
 install: $(VENV)/.installed
 
@@ -59,7 +59,14 @@ $(AXE):
 	mkdir -p var/axe
 	cd var/axe && npm install --no-audit --no-fund --silent --save-exact --prefix . axe-core@$(AXE_VERSION)
 
-test: install-dev browser $(AXE)
+
+# The MQTT tests start Debian's mosquitto on a free port of their own; install it when missing.
+mosquitto:
+	@test -x /usr/sbin/mosquitto || command -v mosquitto >/dev/null || { \
+		echo "Installing Debian's mosquitto for the MQTT tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; }
+
+test: install-dev browser $(AXE) mosquitto
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-dev

@@ -140,7 +140,7 @@ class Site:
         connection = redis.Redis.from_url(self.redis_url)
         names = {f"bench-{time.monotonic_ns()}-{number}" for number in range(count)}
         for name in names:
-            command = [*services.MANAGE, "rqworker", "high", "default", "low", "--name", name]
+            command = [*services.MANAGE, "rqworker", "high", "default", "alerts", "low", "--name", name]
             self.workers.append(services.start(command, self.env, self.log(name)))
 
         def registered() -> bool:

@@ -19,7 +19,10 @@ from jobs.enqueue import QUEUE_NAMES
 
 WIDTH, HEIGHT = 640, 170
 LEFT, RIGHT, TOP, BOTTOM = 48, 10, 24, 22  # margins for the axis labels
-COLORS = {"done": "#417690", "failed": "#ba2121", "high": "#417690", "default": "#e0a500", "low": "#79aec8"}
+COLORS = {
+    "done": "#417690", "failed": "#ba2121",
+    "high": "#417690", "default": "#e0a500", "alerts": "#8a5cb8", "low": "#79aec8",
+}  # fmt: skip
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """Putting work on the queues. Jobs carry ids only; the database says what is to be done.
 
-Queues: `high` for uploads, `default` for gallery changes, `low` for bulk reprocessing. Workers
-listen in that order, so bulk work never starves a user waiting on an upload.
+Queues: `high` for uploads, `default` for gallery changes, `alerts` for alert deliveries, `low` for
+bulk reprocessing. Workers listen in that order, so bulk work never starves a user waiting on an
+upload. Alerts come after the users' own work (a delivery job is short: its timeouts are seconds, so
+a dead endpoint holds a worker briefly, and retries wait in RQ's scheduler, not in a worker), but
+before bulk work, so a `reprocess --all` cannot hold alerts back.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from recognition.models import Photo, PhotoStatus, ReferencePhoto
 
 log = logging.getLogger(__name__)
 
-UPLOADS, GALLERY, BULK = "high", "default", "low"
-QUEUE_NAMES = (UPLOADS, GALLERY, BULK)
+UPLOADS, GALLERY, ALERTS, BULK = "high", "default", "alerts", "low"
+QUEUE_NAMES = (UPLOADS, GALLERY, ALERTS, BULK)
 
 
 _connections: dict[str, Redis] = {}
@@ -231,19 +234,6 @@ def enqueue_rematch_many(batches: Iterable[tuple[int, list[int]]], queue: str = 
         for owner_id, photo_ids in batches
     ]
     return get_queue(queue).enqueue_many(jobs) if jobs else []
-
-
-def enqueue_alert_delivery(alert_id: int) -> None:
-    def push() -> None:
-        get_queue(GALLERY).enqueue_call(
-            "jobs.deliver_alert.deliver_alert",
-            args=(alert_id,),
-            timeout=60,
-            retry=retry_policy(),
-            description=f"deliver alert {alert_id}",
-        )
-
-    transaction.on_commit(push, robust=True)
 
 
 # Backfill of stored renditions (photos and references processed before the jobs made them): asked for

@@ -13,20 +13,11 @@ from django_rq.contrib.prometheus import RQCollector
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from alerts.channels import CHANNELS
+from alerts.models import Delivery, DeliveryStatus
 from jobs import stats
 from jobs.monitoring import connection
-from recognition.models import Alert, DeliveryStatus, Photo, PhotoStatus
-
-
-def _alert_delivery_counts() -> dict[tuple[str, str], int]:
-    """Alert deliveries by (channel, status): the one place that knows where deliveries are recorded."""
-    counts = {("email", "sent"): Alert.objects.filter(emailed_at__isnull=False).count()}
-    by_status = Alert.objects.exclude(webhook_status="").values("webhook_status").annotate(n=Count("pk"))
-    for status in (DeliveryStatus.SENT, DeliveryStatus.PENDING, DeliveryStatus.FAILED):
-        counts["webhook", status.value] = 0
-    for row in by_status:
-        counts["webhook", row["webhook_status"]] = row["n"]
-    return counts
+from recognition.models import Photo, PhotoStatus
 
 
 class PhotositeCollector:
@@ -53,7 +44,11 @@ class PhotositeCollector:
         deliveries = CounterMetricFamily(
             "photosite_alert_deliveries", "Alert deliveries by channel and status", labels=["channel", "status"]
         )
-        for (channel, status), count in sorted(_alert_delivery_counts().items()):
+        counts = Delivery.counts()
+        for channel in sorted(CHANNELS):  # every channel and status, 0 included, so rates start at 0
+            for status in DeliveryStatus:
+                counts.setdefault((channel, status.value), 0)
+        for (channel, status), count in sorted(counts.items()):
             deliveries.add_metric([channel, status], count)
         yield deliveries
 

@@ -11,8 +11,9 @@ from django.utils import timezone
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
+from alerts import dispatch
 from jobs import stats
-from jobs.enqueue import enqueue_alert_delivery, enqueue_grouping
+from jobs.enqueue import BULK, enqueue_grouping
 from recognition import engine, storage
 from recognition.matching import Gallery
 from recognition.models import Photo, PhotoStatus, TakenAtSource
@@ -37,7 +38,7 @@ def process_photo(photo_id: int) -> dict:
         # One GET from storage (any host's), spooled to a temporary file for the decoder.
         with storage.open_for_reading(photo.image.name) as source:
             analysis = engine.detect_faces(source)
-        store_results(photo, analysis)
+        store_results(photo, analysis, news=photo.processed_at is None and (job is None or job.origin != BULK))
     except engine.UnreadableImage as exc:
         fail_for_good(photo, f"Unreadable image: {exc}")
         raise
@@ -54,17 +55,22 @@ def process_photo(photo_id: int) -> dict:
     return {"photo": photo_id, "faces": len(analysis.faces)}
 
 
-def store_results(photo: Photo, analysis: engine.Analysis) -> None:
+def store_results(photo: Photo, analysis: engine.Analysis, news: bool = True) -> None:
+    """Faces, matches and alerts in one transaction. Matches in a photo processed for the first time are
+    news; on bulk reprocessing or a second run they are earlier photos, summarised, never sent one by one."""
     # The images pages show, made here from the decoded preview: a request never decodes an original.
     photo.store_renditions(analysis.preview)
     crops = photo.store_face_crops(analysis.preview, [face.box for face in analysis.faces], analysis.width)
     with transaction.atomic():
         photo.replace_faces(analysis, crops)
-        alerts = photo.apply_matches(Gallery.for_owner(photo.owner_id))
+        alerts = photo.apply_matches(Gallery.for_owner(photo.owner_id), earlier=not news)
         when = capture_date(photo, analysis)
         photo.mark(PhotoStatus.DONE, processed_at=timezone.now(), rematch_pending=False, **when)
-    for alert in alerts:
-        enqueue_alert_delivery(alert.pk)
+        if news:
+            dispatch.announce_news(alerts)
+            dispatch.announce_someone_new(photo, photo.faces.filter(person__isnull=True).count())
+        elif alerts:
+            dispatch.schedule_earlier_summary(photo.owner_id)
     enqueue_grouping(photo.owner_id)
 
 

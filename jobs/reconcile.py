@@ -22,6 +22,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
+from alerts.delivery import requeue_lost
 from jobs.enqueue import (
     GALLERY,
     QUEUE_FULL,
@@ -53,6 +54,7 @@ class Outcome:
     held: list[int] = field(default_factory=list)  # lost, but the uploads queue is full: left waiting
     failed: list[int] = field(default_factory=list)  # lost mid-job too often: given up
     references: list[int] = field(default_factory=list)  # reference photos queued again
+    deliveries: list[int] = field(default_factory=list)  # alert deliveries queued again
     recent: int = 0  # unfinished photos queued within the grace period, left alone
     grace: int = DEFAULT_GRACE
 
@@ -60,7 +62,7 @@ class Outcome:
         text = (
             f"checked {self.checked} unfinished photos: queued {len(self.queued)} again, "
             f"{len(self.held)} left waiting (queue full), {len(self.failed)} marked failed; "
-            f"queued {len(self.references)} reference photos again"
+            f"queued {len(self.references)} reference photos and {len(self.deliveries)} alert deliveries again"
         )
         if self.recent:
             text += (
@@ -76,6 +78,7 @@ class Outcome:
             "held": self.held,
             "failed": self.failed,
             "references": self.references,
+            "deliveries": self.deliveries,
             "recent": self.recent,
         }
 
@@ -119,7 +122,8 @@ def reconcile(grace: int = DEFAULT_GRACE, dry_run: bool = False) -> Outcome:
     if not dry_run:
         for reference_id in outcome.references:
             enqueue_reference(reference_id)
-    if outcome.queued or outcome.held or outcome.failed or outcome.references:
+        outcome.deliveries = requeue_lost(grace)
+    if outcome.queued or outcome.held or outcome.failed or outcome.references or outcome.deliveries:
         log.info("reconcile: %s", outcome)
     return outcome
 

@@ -30,6 +30,13 @@ def env_float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
+def env_seconds(name: str, default: str) -> int:
+    """A duration: seconds, or a number with s, m or h ("30s", "10m")."""
+    value = os.environ.get(name, default).strip().lower()
+    unit = {"s": 1, "m": 60, "h": 3600}.get(value[-1:])
+    return int(float(value[:-1]) * unit) if unit else int(value)
+
+
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -56,6 +63,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_rq",
     "recognition",
+    "alerts",
     "jobs",
 ]
 
@@ -85,7 +93,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "recognition.context_processors.unread_alerts",
+                "alerts.context_processors.unread_alerts",
             ],
         },
     },
@@ -223,7 +231,9 @@ JOB_TIMEOUT = env_int("JOB_TIMEOUT", 300)
 # Workers run at this niceness, so that the web server keeps answering while they are saturated.
 WORKER_NICENESS = env_int("WORKER_NICENESS", 10)
 JOB_RETRY_INTERVALS = [int(s) for s in env_list("JOB_RETRY_INTERVALS", "10,60,300")]
-RQ_QUEUES = {name: {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT} for name in ("high", "default", "low")}
+RQ_QUEUES = {
+    name: {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT} for name in ("high", "default", "alerts", "low")
+}
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "jobs.worker.FaceWorker"}
 RQ_SHOW_ADMIN_LINK = True
 # GET /metrics/ answers staff sessions, and requests with `Authorization: Bearer <METRICS_TOKEN>` when set.
@@ -231,13 +241,26 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # How often the worker's scheduler runs `reconcile` (seconds).
 RECONCILE_INTERVAL = env_int("RECONCILE_INTERVAL", 300)
 
-# Email alerts: console by default.
+# Alerts (the alerts app). Email: console by default.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))  # for the file-based backend
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "photosite@localhost")
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
-WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 10)
+# Per person and channel: after a message, more matches within this window go as one follow-up.
+ALERT_COOLDOWN = env_seconds("ALERT_COOLDOWN", "10m")
+# After bulk reprocessing, the summary of earlier photos waits until the run has been quiet this long.
+ALERT_EARLIER_SETTLE = env_seconds("ALERT_EARLIER_SETTLE", "30s")
+# A delivery job never runs longer than this; failures that may mend are retried after these intervals.
+ALERT_JOB_TIMEOUT = env_seconds("ALERT_JOB_TIMEOUT", "30s")
+ALERT_RETRY_INTERVALS = [int(s) for s in env_list("ALERT_RETRY_INTERVALS", "10,60,300")]
+# The link that confirms an alert email address works this long.
+ALERT_EMAIL_CONFIRM_MAX_AGE = env_seconds("ALERT_EMAIL_CONFIRM_MAX_AGE", "72h")
+WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 5)
+# Webhooks to loopback, link-local (cloud metadata) and unspecified addresses are refused unless this is on.
+WEBHOOK_ALLOW_LOCAL = env_bool("WEBHOOK_ALLOW_LOCAL", False)
+MQTT_TIMEOUT = env_float("MQTT_TIMEOUT", 5)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -265,7 +288,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PhotoStatusEnum": "recognition.models.PhotoStatus",
         "ReferenceStatusEnum": "recognition.models.ReferenceStatus",
-        "DeliveryStatusEnum": "recognition.models.DeliveryStatus",
+        "DeliveryStatusEnum": "alerts.models.DeliveryStatus",
     },
 }
 

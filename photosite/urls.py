@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from alerts import api as alerts_api
 from jobs import admin_views as queue_admin
 from jobs import api as jobs_api
 from jobs import views as ops
@@ -13,7 +14,7 @@ from recognition import api
 router = DefaultRouter()
 router.register("photos", api.PhotoViewSet, basename="api-photo")
 router.register("people", api.PersonViewSet, basename="api-person")
-router.register("alerts", api.AlertViewSet, basename="api-alert")
+router.register("alerts", alerts_api.AlertViewSet, basename="api-alert")
 router.register("groups", api.GroupViewSet, basename="api-group")
 
 urlpatterns = [
@@ -23,8 +24,10 @@ urlpatterns = [
     path("health/", ops.health, name="health"),
     path("metrics/", ops.metrics, name="metrics"),
     path("api/queues/", jobs_api.queues, name="api-queues"),
+    path("api/alert-settings/", alerts_api.AlertSettingsView.as_view(), name="api-alert-settings"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include(router.urls)),
+    path("", include("alerts.urls")),
     path("", include("recognition.urls")),
 ]

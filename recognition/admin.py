@@ -1,11 +1,10 @@
-"""The admin for staff: photos with their status and faces, people, references, alerts, user settings."""
+"""The admin for staff: photos with their status and faces, people, references, alerts."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
 from django.contrib import admin, messages
-from django.db import models
 from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.defaultfilters import truncatechars
@@ -13,18 +12,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from redis.exceptions import RedisError
 
-from jobs.enqueue import GALLERY, enqueue_alert_delivery, enqueue_photos, enqueue_reference, enqueue_rematch_many
-from recognition.models import (
-    Alert,
-    Face,
-    FaceGroup,
-    Person,
-    Photo,
-    PhotoStatus,
-    ReferencePhoto,
-    ReferenceStatus,
-    UserSettings,
-)  # fmt: skip
+from jobs.enqueue import GALLERY, enqueue_photos, enqueue_reference, enqueue_rematch_many
+from recognition.models import Alert, Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
 from recognition.views import serve
 
 
@@ -188,7 +177,7 @@ class ReferenceInline(admin.TabularInline):
 
 @admin.register(Person)
 class PersonAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "references_count", "faces_count", "created_at"]
+    list_display = ["name", "owner", "references_count", "faces_count", "alerts_enabled", "created_at"]
     list_filter = [("owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "owner__username"]
     list_select_related = ["owner"]
@@ -242,16 +231,13 @@ class ReferencePhotoAdmin(admin.ModelAdmin):
 
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "person", "photo_link", "owner", "distance", "seen", "created_at", "emailed_at",
-                    "webhook_status"]  # fmt: skip
-    list_filter = ["seen", "webhook_status", "created_at"]
+    list_display = ["__str__", "person", "photo_link", "owner", "distance", "earlier", "seen", "created_at"]
+    list_filter = ["seen", "earlier", "created_at"]
     search_fields = ["person__name", "owner__username", "photo__original_name"]
     list_select_related = ["person", "photo", "owner"]
     date_hierarchy = "created_at"
-    readonly_fields = ["owner", "photo", "face", "person", "distance", "created_at", "emailed_at", "webhook_status",
-                       "webhook_attempts", "webhook_error"]  # fmt: skip
-    fields = [*readonly_fields[:5], "seen", *readonly_fields[5:]]
-    actions = ["deliver_again"]
+    readonly_fields = ["owner", "photo", "face", "person", "distance", "earlier", "created_at"]
+    fields = [*readonly_fields[:6], "seen", *readonly_fields[6:]]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -259,24 +245,6 @@ class AlertAdmin(admin.ModelAdmin):
     @admin.display(description="photo", ordering="photo")
     def photo_link(self, alert: Alert) -> str:
         return _link(alert.photo)
-
-    @admin.action(description="Deliver selected alerts again (email if not sent, webhook if not delivered)")
-    def deliver_again(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        for pk in ids:
-            enqueue_alert_delivery(pk)
-        self.message_user(request, f"Queued delivery of {len(ids)} alerts.", messages.SUCCESS)
-
-
-@admin.register(UserSettings)
-class UserSettingsAdmin(admin.ModelAdmin):
-    list_display = ["user", "email_on_match", "webhook_url"]
-    list_filter = ["email_on_match"]
-    search_fields = ["user__username", "user__email", "webhook_url"]
-    list_select_related = ["user"]
-    raw_id_fields = ["user"]
-    readonly_fields = ["webhook_secret"]
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(FaceGroup)

@@ -1,4 +1,4 @@
-"""The JSON API (Django REST framework): photos, people and their references, alerts."""
+"""The JSON API (Django REST framework): photos, people and their references (alerts: alerts.api)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
 from photosite.openapi import error
 from recognition import curation, grouping
 from recognition.filters import BadFilter, PhotoFilter
-from recognition.models import Alert, Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
+from recognition.models import Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
 from recognition.uploads import UploadRejected, check_content_length
 
 log = logging.getLogger(__name__)
@@ -119,22 +119,15 @@ class ChooseFaceSerializer(serializers.Serializer):
 class PersonSerializer(serializers.ModelSerializer):
     references = ReferenceSerializer(many=True, read_only=True)
     faces_count = serializers.SerializerMethodField()
+    alerts = serializers.BooleanField(source="alerts_enabled", required=False)
 
     class Meta:
         model = Person
-        fields = ["id", "name", "created_at", "references", "faces_count"]
+        fields = ["id", "name", "created_at", "references", "faces_count", "alerts"]
 
     def get_faces_count(self, person: Person) -> int:
         counted = getattr(person, "faces_total", None)  # annotated on lists: no query per person
         return person.faces.count() if counted is None else counted
-
-
-class AlertSerializer(serializers.ModelSerializer):
-    person = PersonBriefSerializer(read_only=True)
-
-    class Meta:
-        model = Alert
-        fields = ["id", "photo", "face", "person", "distance", "seen", "created_at", "webhook_status"]
 
 
 class UploadSerializer(serializers.Serializer):
@@ -307,28 +300,6 @@ class PersonViewSet(viewsets.ModelViewSet):
         if other:
             body["warning"] = f"This face was matched to {other['name']}; it is now {person.name}'s reference."
         return Response(body)
-
-
-@extend_schema_view(
-    list=extend_schema(parameters=[OpenApiParameter("unseen", bool, description="only alerts not yet seen")]),
-    seen=extend_schema(request=None, responses={200: SeenSerializer}),
-)
-class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    serializer_class = AlertSerializer
-
-    def get_queryset(self):
-        if _fake(self):
-            return Alert.objects.none()
-        alerts = Alert.objects.filter(owner=self.request.user).select_related("person")
-        if self.request.query_params.get("unseen"):
-            alerts = alerts.filter(seen=False)
-        return alerts
-
-    @action(detail=True, methods=["post"])
-    def seen(self, request: Request, pk: str, **kwargs) -> Response:
-        alert = self.get_object()
-        Alert.objects.filter(pk=alert.pk).update(seen=True)
-        return Response({"id": alert.pk, "seen": True})
 
 
 class GroupFaceSerializer(serializers.ModelSerializer):

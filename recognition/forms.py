@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
-from recognition.models import FaceGroup, Person, UserSettings
+from recognition.models import FaceGroup, Person
 
 
 class PersonForm(forms.Form):
@@ -61,35 +61,6 @@ class MergeGroupForm(forms.Form):
         super().__init__(*args, **kwargs)
         others = FaceGroup.objects.filter(owner_id=group.owner_id).exclude(pk=group.pk).with_size()
         self.fields["target"].queryset = others.filter(size__gt=0).order_by("-size", "id")
-
-
-class SettingsForm(forms.ModelForm):
-    field_order = ["email", "email_on_match", "webhook_url"]
-    email = forms.EmailField(required=False, help_text="Where alerts are emailed.")
-    webhook_url = forms.URLField(
-        required=False,
-        max_length=200,
-        assume_scheme="https",
-        label="Webhook URL",
-        help_text="Each alert is POSTed here as JSON. Leave empty for none.",
-    )
-
-    class Meta:
-        model = UserSettings
-        fields = ["email_on_match", "webhook_url"]
-        labels = {"email_on_match": "Email me when a known person is found"}
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["email"].initial = self.instance.user.email
-
-    def save(self, commit: bool = True) -> UserSettings:
-        prefs = super().save(commit=commit)
-        user = self.instance.user
-        if user.email != self.cleaned_data["email"]:
-            user.email = self.cleaned_data["email"]
-            user.save(update_fields=["email"])
-        return prefs
 
 
 class SignupForm(UserCreationForm):

@@ -1,4 +1,4 @@
-"""Photos, the faces found in them, the known people of each user, and the alerts when one is found."""
+"""Photos, the faces found in them, the known people of each user, and the alert when one is found."""
 
 from __future__ import annotations
 
@@ -149,6 +149,9 @@ class Person(models.Model):
     picture = models.ForeignKey(
         "Face", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
+    # Alert rules: off means no alert at all for this person; channels empty means every channel.
+    alerts_enabled = models.BooleanField("alerts", default=True)
+    alert_channels = models.JSONField(default=list, blank=True)
 
     objects = PersonQuerySet.as_manager()
 
@@ -381,8 +384,10 @@ class Photo(models.Model):
         self.width, self.height = analysis.width, analysis.height
         return new_faces
 
-    def apply_matches(self, gallery: Gallery) -> list[Alert]:
-        """Match every face the user has not named; returns the alerts this created (one per person)."""
+    def apply_matches(self, gallery: Gallery, earlier: bool = False) -> list[Alert]:
+        """Match every face the user has not named; returns the alerts this created (one per person).
+
+        earlier: the match is not news (a gallery change or bulk reprocessing found it)."""
         faces = [face for face in self.faces.prefetch_related("rejected_people") if not face.named_by_user]
         if not faces:
             return []
@@ -397,18 +402,20 @@ class Photo(models.Model):
         # An alert says who is in the photo: one for somebody no longer found in it would mislead.
         found = self.faces.filter(person__isnull=False).values("person_id")
         Alert.objects.filter(photo=self).exclude(person_id__in=found).delete()
-        return self.record_alerts()
+        return self.record_alerts(earlier)
 
-    def record_alerts(self) -> list[Alert]:
+    def record_alerts(self, earlier: bool = False) -> list[Alert]:
         """One alert per person found in this photo; an alert that exists already is left alone.
 
-        A face the user named is no news to them: it raises no alert."""
+        A face the user named is no news to them: it raises no alert; nor does a person whose alerts
+        the user turned off."""
         created = []
-        for face in self.faces.filter(person__isnull=False, named_by_user=False).order_by("distance"):
+        found = self.faces.filter(person__isnull=False, person__alerts_enabled=True, named_by_user=False)
+        for face in found.select_related("person").order_by("distance"):
             alert, is_new = Alert.objects.get_or_create(
                 photo=self,
                 person_id=face.person_id,
-                defaults={"owner_id": self.owner_id, "face": face, "distance": face.distance},
+                defaults={"owner_id": self.owner_id, "face": face, "distance": face.distance, "earlier": earlier},
             )
             if is_new:
                 created.append(alert)
@@ -606,33 +613,10 @@ class FaceIndexChunk(models.Model):
         return f"{self.count} faces of user {self.owner_id}"
 
 
-class UserSettings(models.Model):
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photo_settings")
-    email_on_match = models.BooleanField(default=True)
-    webhook_url = models.URLField(blank=True)
-    webhook_secret = models.CharField(max_length=64, blank=True)
-
-    class Meta:
-        verbose_name_plural = "user settings"
-
-    def __str__(self) -> str:
-        return f"settings of {self.user}"
-
-    @classmethod
-    def for_user(cls, user) -> UserSettings:
-        found, _ = cls.objects.get_or_create(user=user, defaults={"webhook_secret": uuid.uuid4().hex})
-        return found
-
-
-class DeliveryStatus(models.TextChoices):
-    NONE = "", "not sent"
-    PENDING = "pending", "pending"
-    SENT = "sent", "sent"
-    FAILED = "failed", "failed"
-
-
 class Alert(models.Model):
-    """A known person was found in a photo: one alert per photo and person, however often it is processed."""
+    """A known person was found in a photo: one alert per photo and person, however often it is processed.
+
+    This is the domain event; the alerts app decides what is sent for it (alerts.dispatch)."""
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alerts")
     photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="alerts")
@@ -641,10 +625,8 @@ class Alert(models.Model):
     distance = models.FloatField(null=True, blank=True)
     seen = models.BooleanField(default=False, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    emailed_at = models.DateTimeField(null=True, blank=True)
-    webhook_status = models.CharField(max_length=20, choices=DeliveryStatus.choices, blank=True, default="")
-    webhook_attempts = models.PositiveIntegerField(default=0)
-    webhook_error = models.TextField(blank=True)
+    # Found because the gallery changed or by bulk reprocessing, not in a new photo: summarised, not sent.
+    earlier = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -33,11 +33,6 @@ urlpatterns = [
     path("who/<int:pk>/remove/", views.group_remove, name="group-remove"),
     path("who/<int:pk>/merge/", views.group_merge, name="group-merge"),
     path("who/<int:pk>/hide/", views.group_hide, name="group-hide"),
-    path("alerts/", views.alerts, name="alerts"),
-    path("alerts/<int:pk>/read/", views.alert_read, name="alert-read"),
-    path("alerts/read/", views.alerts_read_all, name="alerts-read-all"),
-    path("settings/", views.user_settings, name="settings"),
-    path("settings/secret/", views.settings_new_secret, name="settings-secret"),
     # Media, owner only: there is no public media folder.
     path("media/photos/<int:pk>/original", views.photo_original, name="photo-original"),
     path("media/photos/<int:pk>/web.jpg", views.photo_web, name="photo-web"),

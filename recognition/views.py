@@ -7,7 +7,6 @@ answers 404. Media is served only from here (there is no MEDIA_URL).
 from __future__ import annotations
 
 import mimetypes
-import uuid
 
 from django.conf import settings
 from django.contrib import messages
@@ -29,33 +28,13 @@ from recognition import curation, grouping, storage
 from recognition.api import UploadThrottle
 from recognition.downloads import zip_of
 from recognition.filters import BadFilter, PhotoFilter
-from recognition.forms import (
-    MergeForm,
-    MergeGroupForm,
-    NameFaceForm,
-    PersonForm,
-    ReferenceForm,
-    RenameForm,
-    SettingsForm,
-    SignupForm,
-)  # fmt: skip
-from recognition.models import (
-    Alert,
-    Face,
-    FaceGroup,
-    Person,
-    Photo,
-    PhotoStatus,
-    ReferencePhoto,
-    ReferenceStatus,
-    UserSettings,
-)  # fmt: skip
+from recognition.forms import MergeForm, MergeGroupForm, NameFaceForm, PersonForm, ReferenceForm, RenameForm, SignupForm
+from recognition.models import Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
 from recognition.uploads import UploadRejected
 
 PHOTOS_PER_PAGE = 24
 GROUPS_PER_PAGE = 24
 GROUP_FACES_PER_PAGE = 60
-ALERTS_PER_PAGE = 50
 STATUS_MAX_IDS = 200
 MEDIA_MAX_AGE = 24 * 3600
 
@@ -567,61 +546,6 @@ def group_hide(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("groups")
 
 
-# Alerts and settings
-
-
-@login_required
-def alerts(request: HttpRequest) -> HttpResponse:
-    listing = Alert.objects.filter(owner=request.user).select_related("person", "photo")
-    prefs = UserSettings.for_user(request.user)
-    return render(
-        request,
-        "recognition/alerts.html",
-        {"page": page_of(request, listing, ALERTS_PER_PAGE), "webhook": bool(prefs.webhook_url)},
-    )
-
-
-@require_POST
-@login_required
-def alert_read(request: HttpRequest, pk: int) -> HttpResponse:
-    alert = get_object_or_404(Alert, pk=pk, owner=request.user)
-    Alert.objects.filter(pk=alert.pk).update(seen=True)
-    return redirect(request.POST.get("next") if _is_local(request.POST.get("next")) else "alerts")
-
-
-@require_POST
-@login_required
-def alerts_read_all(request: HttpRequest) -> HttpResponse:
-    count = Alert.objects.filter(owner=request.user, seen=False).update(seen=True)
-    messages.success(request, f"Marked {count} alert{'' if count == 1 else 's'} as read.")
-    return redirect("alerts")
-
-
-def _is_local(url: str | None) -> bool:
-    return bool(url) and url_has_allowed_host_and_scheme(url, allowed_hosts=None) and url.startswith("/")
-
-
-@login_required
-def user_settings(request: HttpRequest) -> HttpResponse:
-    prefs = UserSettings.for_user(request.user)
-    form = SettingsForm(request.POST or None, instance=prefs)
-    if request.method == "POST" and form.is_valid():
-        form.save()
-        messages.success(request, "Settings saved.")
-        return redirect("settings")
-    return render(request, "recognition/settings.html", {"form": form, "prefs": prefs})
-
-
-@require_POST
-@login_required
-def settings_new_secret(request: HttpRequest) -> HttpResponse:
-    prefs = UserSettings.for_user(request.user)
-    prefs.webhook_secret = uuid.uuid4().hex
-    prefs.save(update_fields=["webhook_secret"])
-    messages.success(request, "A new webhook secret is in use from now on.")
-    return redirect("settings")
-
-
 # Media: only through these views, only to the owner. Every image served is a stored file: thumbnails,
 # web-sized images and face crops are made by the jobs (recognition.renditions); no request decodes one.
 
@@ -725,3 +649,8 @@ def face_of_reference(reference: ReferencePhoto, index: int) -> HttpResponse:
     except storage.StorageUnavailable:
         return storage_unavailable()
     return private(HttpResponse(picture, content_type="image/jpeg"))
+
+
+def _is_local(url: str | None) -> bool:
+    """A path on this site (for `next`): never another host, never a scheme."""
+    return bool(url) and url_has_allowed_host_and_scheme(url, allowed_hosts=None) and url.startswith("/")

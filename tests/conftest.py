@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
+import json
 import math
 import os
 import pickle
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,9 +17,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import django_rq
+import paho.mqtt.client as mqtt
 import pytest
 import redis
 from django.conf import settings
@@ -316,6 +321,141 @@ class HeldFile:
         partial = self.path.with_name(self.path.name + ".part")
         partial.write_bytes(self.data)
         os.replace(partial, self.path)
+
+
+# Alerts: a webhook receiver and an MQTT broker of the test's own.
+
+
+class Receiver(ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 that records every POST and answers each with the next of `statuses`
+    (the last one repeats); `headers` are added to every answer (a Location for redirects)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), ReceiverHandler)
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.statuses = [204]
+        self.headers: dict[str, str] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks/photosite"
+
+    def bodies(self) -> list[dict]:
+        return [json.loads(body) for _, body in self.received]
+
+
+class ReceiverHandler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((dict(self.headers), body))
+        status = self.server.statuses.pop(0) if len(self.server.statuses) > 1 else self.server.statuses[0]
+        self.send_response(status)
+        for name, value in self.server.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST
+
+    def log_message(self, format: str, *args) -> None:  # keep test output quiet
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+class MqttBroker:
+    """Debian's mosquitto on a free port of 127.0.0.1 with a config of its own (never the system's 1883)."""
+
+    def __init__(self, directory: Path, users: dict[str, str] | None = None) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.users = users or {}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        assert Path(MOSQUITTO).exists(), "mosquitto is missing: `make test` installs it (apt-get install mosquitto)"
+        # Started as root, mosquitto would switch to the `mosquitto` user, who cannot read our tmp_path.
+        lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}", "persistence false"]
+        if self.users:
+            passwords = self.directory / "passwords"
+            passwords.write_text("".join(f"{user}:{password}\n" for user, password in self.users.items()))
+            passwords.chmod(0o600)
+            subprocess.run(["mosquitto_passwd", "-U", str(passwords)], check=True, capture_output=True)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines.append("allow_anonymous true")
+        config = self.directory / "mosquitto.conf"
+        config.write_text("\n".join(lines) + "\n")
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(config)], stderr=subprocess.DEVNULL)
+        try:
+            wait_for(self.accepts_connections, timeout=10, interval=0.05)
+        except AssertionError:
+            self.stop()
+            raise
+
+    def accepts_connections(self) -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def subscribe(self, topic: str = "#", username: str = "", password: str = "") -> MqttSubscriber:
+        return MqttSubscriber(self.port, topic, username, password)
+
+
+class MqttSubscriber:
+    """A paho client that records (topic, payload, retained) of every message on `topic`."""
+
+    def __init__(self, port: int, topic: str, username: str = "", password: str = "") -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        if username:
+            self.client.username_pw_set(username, password)
+        subscribed = threading.Event()
+        self.client.on_connect = lambda client, *_: client.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = lambda client, userdata, msg: self.messages.append(
+            (msg.topic, msg.payload, bool(msg.retain))
+        )
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert subscribed.wait(10), "the test subscriber could not subscribe"
+
+    def payloads(self, prefix: str = "") -> list[dict]:
+        return [json.loads(payload) for topic, payload, _ in self.messages if topic.startswith(prefix)]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def mqtt_broker(tmp_path) -> Iterator[MqttBroker]:
+    broker = MqttBroker(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
 
 
 # S3-compatible media: moto's standalone server, a real HTTP endpoint speaking the S3 API, in a process of

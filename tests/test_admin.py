@@ -3,8 +3,9 @@
 import pytest
 from django.contrib.auth import get_user_model
 
+from alerts.models import AlertSettings, Delivery, Summary, SummaryKind
 from jobs.enqueue import BULK, GALLERY, get_queue, paused_queues, photo_job_id
-from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto, UserSettings
+from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto
 from tests.conftest import stored_photo, upload_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -17,7 +18,9 @@ ADMIN_PAGES = [
     "/admin/recognition/person/",
     "/admin/recognition/referencephoto/",
     "/admin/recognition/alert/",
-    "/admin/recognition/usersettings/",
+    "/admin/alerts/alertsettings/",
+    "/admin/alerts/delivery/",
+    "/admin/alerts/summary/",
     "/admin/recognition/facegroup/",
 ]
 
@@ -33,9 +36,15 @@ def processed(user, run_jobs) -> Photo:
     photo = stored_photo(user, "people/obama/congress_address_2009.jpg")
     get_queue(GALLERY).enqueue("jobs.process_photo.process_photo", photo.pk, job_id=photo_job_id(photo.pk))
     run_jobs()
-    UserSettings.for_user(user)
     photo.refresh_from_db()
     assert photo.status == PhotoStatus.DONE and Alert.objects.count() == 1
+    # What the alerts app keeps about it: settings, a failed delivery, a summary with its own.
+    AlertSettings.for_user(user)
+    alert = Alert.objects.get()
+    Delivery.objects.create(owner=user, channel="webhook", alert=alert, status="failed", error="timed out")
+    summary = Summary.objects.create(owner=user, kind=SummaryKind.EARLIER, person=obama, count=1)
+    summary.alerts.add(alert)
+    Delivery.objects.create(owner=user, channel="email", summary=summary, status="sent")
     return photo
 
 
@@ -64,10 +73,22 @@ def test_staff_sees_every_page(staff_client, processed, page):
 
 def test_change_pages_of_every_model(staff_client, processed):
     objects = [processed, processed.faces.get(), Person.objects.get(), ReferencePhoto.objects.get(),
-               Alert.objects.get(), UserSettings.objects.get()]  # fmt: skip
+               Alert.objects.get(), AlertSettings.objects.get(), Delivery.objects.first(),
+               Summary.objects.get()]  # fmt: skip
     for obj in objects:
-        url = f"/admin/recognition/{obj._meta.model_name}/{obj.pk}/change/"
+        url = f"/admin/{obj._meta.app_label}/{obj._meta.model_name}/{obj.pk}/change/"
         assert staff_client.get(url).status_code == 200, url
+
+
+def test_an_alert_shows_its_deliveries_and_they_can_be_sent_again(staff_client, processed, redis_server):
+    alert = Alert.objects.get()
+    body = staff_client.get(f"/admin/recognition/alert/{alert.pk}/change/").content.decode()
+    assert "webhook" in body and "timed out" in body
+    failed = Delivery.objects.get(status="failed")
+    staff_client.post("/admin/alerts/delivery/", {"action": "deliver_again", "_selected_action": [failed.pk]})
+    failed.refresh_from_db()
+    assert failed.status == "pending" and failed.error == ""
+    assert get_queue("alerts").job_ids == [f"delivery-{failed.pk}"]
 
 
 def test_index_links_the_queues_page_and_the_rq_dashboard(staff_client, redis_server):

@@ -51,7 +51,7 @@ def test_api_gives_the_figures(staff_api, user, missing_file_failure):
     pause_queue(BULK)
     body = staff_api.get("/api/queues/").json()
     queues = {queue["name"]: queue for queue in body["queues"]}
-    assert list(queues) == ["high", "default", "low"]
+    assert list(queues) == ["high", "default", "alerts", "low"]
     assert queues["low"]["queued"] == 2 and queues["low"]["paused"] is True
     assert queues["low"]["oldest_queued_seconds"] >= 0
     assert queues["high"]["failed"] == 1 and queues["high"]["queued"] == 0
@@ -128,7 +128,7 @@ def test_a_running_worker_stops_and_starts_taking_jobs(user, start_worker):
     photo = stored_photo(user, "nofaces/cat.png")
     sum(enqueue_photos([photo.pk], queue=UPLOADS))
     [worker] = monitoring.workers()
-    assert worker.pid and worker.host and not worker.stale and worker.queues == ["high", "default", "low"]
+    assert worker.pid and worker.host and not worker.stale and worker.queues == ["high", "default", "alerts", "low"]
     # The worker looks again every few seconds; the job must still be waiting after several looks.
     time.sleep(2 * FaceWorker.pause_check_interval)
     assert get_queue(UPLOADS).get_job_ids() == [photo_job_id(photo.pk)]

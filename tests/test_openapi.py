@@ -100,6 +100,8 @@ def json_schema(schema: dict, components: dict) -> dict:
             result[key] = json_schema(value, components)
         elif key in ("allOf", "anyOf", "oneOf"):
             result[key] = [json_schema(sub, components) for sub in value]
+        elif key == "example":
+            result["examples"] = [value]  # JSON Schema's word; it does not take part in validation
         elif key not in ("nullable", "readOnly", "writeOnly", "example", "description"):
             result[key] = copy.deepcopy(value)
     if "properties" in result and "additionalProperties" not in result and "allOf" not in schema:
@@ -140,6 +142,8 @@ class Probe:
         for name, field in (self.body_schema or {}).get("properties", {}).items():
             if field.get("format") == "binary":
                 values[name] = upload_of(next(IMAGES))
+            elif field.get("type") == "string" and "examples" in field:  # a format the example shows
+                values[name] = field["examples"][0] if valid else f"not {field['examples'][0]}"
             elif field.get("type") == "string":
                 values[name] = "Probe" if valid else ""
             elif field.get("type") == "integer":

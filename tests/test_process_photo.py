@@ -8,6 +8,7 @@ from django.core import mail
 from django.core.management import call_command
 from rq.registry import ScheduledJobRegistry
 
+from alerts.models import AlertSettings
 from jobs.enqueue import UPLOADS, get_queue, photo_job_id
 from recognition.models import Alert, Person, Photo, PhotoStatus, ReferenceStatus
 from tests.conftest import upload_of
@@ -33,6 +34,8 @@ def upload(api, relative: str) -> int:
 
 
 def test_known_person_is_found_and_alerted(api, user, run_jobs):
+    # Alerts are emailed to a confirmed address only (tests/test_email.py).
+    AlertSettings.objects.create(user=user, email_address=user.email, email_confirmed=user.email)
     obama = add_person(api, run_jobs, "Obama", "people/obama/portrait_2012.jpg")
     photo_id = upload(api, "people/obama/congress_address_2009.jpg")
     assert Photo.objects.get(pk=photo_id).status == PhotoStatus.QUEUED

@@ -221,7 +221,8 @@ def test_photos_queued_within_the_grace_period_are_counted_and_the_way_to_includ
         out.getvalue()
         .strip()
         .endswith(
-            "queued 0 again, 0 left waiting (queue full), 0 marked failed; queued 0 reference photos again; "
+            "queued 0 again, 0 left waiting (queue full), 0 marked failed; queued 0 reference photos and 0 alert "
+            "deliveries again; "
             "left alone 2 unfinished photos queued within the last 60 s "
             "(their job may still be on its way to Redis; --grace 0 includes them)"
         )

@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve
 from rest_framework.authtoken.models import Token
 
+from alerts.models import Summary, SummaryKind
 from recognition.models import Alert, Face, FaceGroup, Person, Photo, ReferencePhoto
 from tests.conftest import upload_of
 
@@ -55,7 +56,7 @@ KINDS = {
     "photo": "photo", "photos": "photo", "face": "face", "faces": "face", "person": "person", "people": "person",
     "alert": "alert", "alerts": "alert", "reference": "reference", "references": "reference",
     "referencephoto": "reference", "user": "user", "users": "user", "group": "group", "groups": "group",
-    "who": "group", "facegroup": "group",
+    "who": "group", "facegroup": "group", "summary": "summary", "summaries": "summary",
 }  # fmt: skip
 PARAMETER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>|\(\?P<(?P<group>\w+)>(?:[^()]|\([^()]*\))*\)\??")
 
@@ -114,6 +115,7 @@ def owner_objects(user, api, other_user, run_jobs) -> dict[str, int]:
     theirs.references.create(pk=2_000_000, image="references/00/theirs.jpg")
     Face.objects.create(pk=3_000_000, photo=photo, top=0, right=1, bottom=1, left=0, encoding=bytes(512))
     FaceGroup.objects.create(pk=5_000_000, owner=other_user)
+    Summary.objects.create(pk=6_000_000, owner=other_user, kind=SummaryKind.EARLIER, person=theirs, count=1, seen=True)
     person = api.post("/api/people/", {"name": f"{SECRET.title()} Secretperson"}, format="json").json()
     assert api.post(f"/api/people/{person['id']}/references/", {"image": upload_of(PORTRAIT)}).status_code == 202
     photo = api.post("/api/photos/", {"image": upload_of(PROBE, name=f"{SECRET}-private.jpg")}).json()
@@ -127,11 +129,12 @@ def owner_objects(user, api, other_user, run_jobs) -> dict[str, int]:
         "reference": ReferencePhoto.objects.get(person_id=person["id"]).pk,
         "alert": Alert.objects.get(photo_id=photo["id"]).pk,
         "group": FaceGroup.objects.create(owner=user).pk,
+        "summary": Summary.objects.create(owner=user, kind=SummaryKind.EARLIER, person_id=person["id"], count=1).pk,
         "user": user.pk,
     }
     face.group_id = ids["group"]
     face.save(update_fields=["group"])
-    assert len({ids[kind] for kind in KINDS.values() if kind != "user"}) == 6, ids
+    assert len({ids[kind] for kind in KINDS.values() if kind != "user"}) == 7, ids
     return ids
 
 
@@ -149,6 +152,7 @@ def snapshot() -> dict:
         "alerts": sorted(Alert.objects.values_list("id", "seen")),
         "groups": sorted(FaceGroup.objects.values_list("id", "hidden", "kept")),
         "grouped": sorted(Face.objects.values_list("id", "group_id")),
+        "summaries": sorted(Summary.objects.values_list("id", "seen")),
     }
 
 
@@ -174,7 +178,7 @@ def refused_by_staff_check_status(status: int) -> bool:
 def test_the_walk_covers_every_kind_of_object(owner_objects):
     all_routes = routes(owner_objects)
     urls = {route.url for route in all_routes}
-    for kind in ("photo", "face", "person", "reference", "alert", "group"):
+    for kind in ("photo", "face", "person", "reference", "alert", "group", "summary"):
         assert any(route.owned and f"/{owner_objects[kind]}" in route.url for route in all_routes), kind
     assert "/api/queues/" in urls and "/admin/" in urls
     assert len(all_routes) > 50

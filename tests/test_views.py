@@ -24,7 +24,6 @@ from recognition.models import (
     PhotoStatus,
     ReferencePhoto,
     ReferenceStatus,
-    UserSettings,
 )
 from tests.conftest import face_file, upload_of
 
@@ -316,17 +315,6 @@ def test_not_this_person(owner, photo, person):
     assert "not Obama" in html
 
 
-def test_alerts_page_marks_unread_and_reads(owner, photo, user):
-    html = owner.get(reverse("alerts")).content.decode()
-    assert 'class="alert unread"' in html and 'id="unread-alerts"' in html
-    alert = Alert.objects.get()
-    response = owner.post(reverse("alert-read", args=[alert.pk]), {"next": "https://evil.example/"})
-    assert Alert.objects.get().seen
-    assert response.status_code == 302 and response["Location"] == reverse("alerts"), "never off the site"
-    html = owner.get(reverse("alerts")).content.decode()
-    assert 'class="alert unread"' not in html and 'id="unread-alerts"' not in html
-
-
 @pytest.mark.parametrize(
     ("next_url", "lands_on"),
     [
@@ -343,40 +331,6 @@ def test_marking_an_alert_read_goes_back_only_to_this_site(owner, photo, next_ur
     alert = Alert.objects.get()
     response = owner.post(reverse("alert-read", args=[alert.pk]), {"next": next_url})
     assert response.status_code == 302 and response["Location"] == lands_on
-
-
-def test_mark_all_alerts_read(owner, photo, user, person):
-    other = Photo.objects.create(owner=user, image="photos/x/2.jpg")
-    Alert.objects.create(owner=user, photo=other, person=person)
-    # The unread count is in the header of every page.
-    assert (
-        '<span class="badge" id="unread-alerts" title="unread alerts">2</span>'
-        in owner.get("/people/").content.decode()
-    )
-    owner.post(reverse("alerts-read-all"))
-    assert not Alert.objects.filter(seen=False).exists()
-
-
-def test_alert_shows_webhook_status(owner, photo):
-    UserSettings.objects.create(user=photo.owner, webhook_url="https://hooks.example/x", webhook_secret="s")
-    Alert.objects.update(webhook_status="failed", webhook_error="HTTP Error 500")
-    html = owner.get(reverse("alerts")).content.decode()
-    assert "webhook: " in html and "failed" in html and "HTTP Error 500" in html
-
-
-def test_settings_save_email_and_webhook_and_show_the_secret(owner, user):
-    html = owner.get(reverse("settings")).content.decode()
-    secret = UserSettings.objects.get(user=user).webhook_secret
-    assert secret and secret in html and "X-Photosite-Signature" in html
-    response = owner.post(reverse("settings"), {"email": "a@example.org", "webhook_url": "https://hooks.example/in"})
-    assert response.status_code == 302
-    prefs = UserSettings.objects.get(user=user)
-    assert prefs.webhook_url == "https://hooks.example/in" and not prefs.email_on_match
-    assert get_user_model().objects.get(pk=user.pk).email == "a@example.org"
-    response = owner.post(reverse("settings"), {"webhook_url": "not a url", "email_on_match": "on"})
-    assert response.status_code == 200 and "Enter a valid URL" in response.content.decode()
-    owner.post(reverse("settings-secret"))
-    assert UserSettings.objects.get(user=user).webhook_secret != secret
 
 
 def test_delete_a_photo(owner, photo):
