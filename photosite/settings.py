@@ -139,7 +139,12 @@ WHITENOISE_USE_FINDERS = True
 PHOTO_MAX_BYTES = env_int("PHOTO_MAX_BYTES", 30 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Uploads (photos and references, every way in) per user, counted in Redis for all web processes.
 UPLOAD_RATE_LIMIT = os.environ.get("UPLOAD_RATE_LIMIT", "600/hour")
+# Redis unreachable: rate limits let everything through for this many seconds, then count per process.
+RATE_LIMIT_FAIL_OPEN = env_int("RATE_LIMIT_FAIL_OPEN", 60)
+# Bytes of originals (photos and references) a user may store; 0 is no quota.
+USER_QUOTA_BYTES = env_int("USER_QUOTA_BYTES", 0)
 # Past this many jobs waiting on the uploads queue, new photos wait in the database instead.
 QUEUE_MAX_DEPTH = env_int("QUEUE_MAX_DEPTH", 10_000)
 
@@ -184,7 +189,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_THROTTLE_RATES": {"uploads": UPLOAD_RATE_LIMIT},
     "EXCEPTION_HANDLER": "recognition.api.exception_handler",
 }
 

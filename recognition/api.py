@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
 
-from django.conf import settings
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from rest_framework import mixins, serializers, status, viewsets
@@ -12,7 +12,6 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
@@ -41,17 +40,9 @@ def _first_message(data) -> str:
     return str(data)
 
 
-class UploadThrottle(UserRateThrottle):
-    """Uploads per user, at settings.UPLOAD_RATE_LIMIT (read on each request, so tests and admins can change it)."""
-
-    scope = "uploads"
-
-    def get_rate(self) -> str | None:
-        return settings.UPLOAD_RATE_LIMIT or None
-
-
 def rejected(exc: UploadRejected) -> Response:
-    return Response({"error": exc.message}, status=exc.status)
+    headers = {"Retry-After": str(math.ceil(exc.retry_after))} if exc.retry_after else None
+    return Response({"error": exc.message}, status=exc.status, headers=headers)
 
 
 class PersonBriefSerializer(serializers.ModelSerializer):
@@ -124,9 +115,6 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         wanted = self.request.query_params.get("status")
         return photos.filter(status=wanted) if wanted else photos
 
-    def get_throttles(self):
-        return [UploadThrottle()] if self.action == "create" else super().get_throttles()
-
     def create(self, request: Request, *args, **kwargs) -> Response:
         try:
             check_content_length(request.META)  # before the body is read
@@ -169,9 +157,6 @@ class PersonViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, person: Person) -> None:
         curation.delete_person(person)
-
-    def get_throttles(self):
-        return [UploadThrottle()] if self.action == "references" else super().get_throttles()
 
     @action(detail=True, methods=["post"])
     def references(self, request: Request, pk: str, **kwargs) -> Response:

@@ -8,14 +8,14 @@ from pathlib import PurePath
 import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from recognition import engine
 from recognition.engine import Box
 from recognition.matching import Gallery
-from recognition.uploads import check_upload, clean_name
+from recognition.uploads import check_quota, check_rate, check_upload, clean_name
 
 
 def _random_name(folder: str, filename: str) -> str:
@@ -50,14 +50,34 @@ class PhotoStatus(models.TextChoices):
 UNFINISHED = (PhotoStatus.WAITING, PhotoStatus.QUEUED, PhotoStatus.PROCESSING)
 
 
+def admit_upload(owner, upload: UploadedFile | None) -> str:
+    """The one gate of every upload, photo or reference, whatever the way in: the owner's rate limit,
+    then the file itself (size, a readable header), then the owner's storage quota. Returns its SHA-256."""
+    check_rate(owner.pk)
+    sha256 = check_upload(upload)
+    if settings.USER_QUOTA_BYTES:
+        check_quota(storage_used(owner), upload.size)
+    return sha256
+
+
+def storage_used(owner) -> int:
+    """Bytes of the owner's stored originals: photos and reference photos."""
+    photos = Photo.objects.filter(owner=owner).aggregate(total=models.Sum("size_bytes"))["total"] or 0
+    references = ReferencePhoto.objects.filter(person__owner=owner).aggregate(total=models.Sum("size_bytes"))
+    return photos + (references["total"] or 0)
+
+
 class PhotoManager(models.Manager):
     def from_upload(self, owner, upload: UploadedFile | None) -> tuple[Photo, bool]:
-        """Store an uploaded photo (checked first); the same file twice gives back the first photo."""
-        sha256 = check_upload(upload)
+        """Store an uploaded photo (checked first); the same file twice gives back the first photo.
+
+        Two requests with the same file at once both pass the first lookup; the unique constraint on
+        (owner, sha256) lets one insert, and the other answers with that photo, as a duplicate."""
+        sha256 = admit_upload(owner, upload)
         existing = self.filter(owner=owner, sha256=sha256).first()
         if existing is not None:
             return existing, True
-        photo = self.create(
+        photo = self.model(
             owner=owner,
             image=upload,
             original_name=clean_name(upload.name),
@@ -65,6 +85,16 @@ class PhotoManager(models.Manager):
             sha256=sha256,
             status=PhotoStatus.QUEUED,
         )
+        try:
+            with transaction.atomic():
+                photo.save()
+        except IntegrityError:
+            if photo.image.name:  # the file was stored before the insert failed
+                photo.image.storage.delete(photo.image.name)
+            existing = self.filter(owner=owner, sha256=sha256).first()
+            if existing is None:
+                raise
+            return existing, True
         return photo, False
 
 
@@ -85,8 +115,8 @@ class Person(models.Model):
 
     def add_reference(self, upload: UploadedFile | None) -> ReferencePhoto:
         """Store a reference photo (checked first); the caller queues its encoding."""
-        check_upload(upload)
-        return self.references.create(image=upload, original_name=clean_name(upload.name))
+        admit_upload(self.owner, upload)
+        return self.references.create(image=upload, original_name=clean_name(upload.name), size_bytes=upload.size)
 
 
 class ReferenceStatus(models.TextChoices):
@@ -101,6 +131,7 @@ class ReferencePhoto(models.Model):
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="references")
     image = models.ImageField(upload_to=reference_path, max_length=200)
     original_name = models.CharField(max_length=255, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
     encoding = models.BinaryField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=20, choices=ReferenceStatus.choices, default=ReferenceStatus.QUEUED)
     error = models.TextField(blank=True)
@@ -145,6 +176,13 @@ class Photo(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["owner", "status"])]
+        constraints = [
+            # One photo per file and owner. Rows from before the constraint may have no hash (""):
+            # the migration kept the oldest of each duplicate set and cleared the hash of the others.
+            models.UniqueConstraint(
+                fields=["owner", "sha256"], condition=~models.Q(sha256=""), name="one_photo_per_owner_and_file"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.original_name or f"photo {self.pk}"

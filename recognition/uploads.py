@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import filesizeformat
 
-from recognition import engine
+from recognition import engine, limits
 
 # Room for the multipart boundaries and headers around the file in a request body.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -18,15 +18,15 @@ MULTIPART_OVERHEAD = 64 * 1024
 class UploadRejected(Exception):
     """The upload cannot be accepted; status is the HTTP status to answer with."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.retry_after = retry_after  # seconds, for a Retry-After header
 
 
 def too_large() -> UploadRejected:
-    limit = filesizeformat(settings.PHOTO_MAX_BYTES).replace("\xa0", " ")
-    return UploadRejected(f"The file is larger than the limit of {limit}.", status=413)
+    return UploadRejected(f"The file is larger than the limit of {size_words(settings.PHOTO_MAX_BYTES)}.", status=413)
 
 
 def check_content_length(meta: Mapping[str, str]) -> None:
@@ -37,6 +37,32 @@ def check_content_length(meta: Mapping[str, str]) -> None:
         raise UploadRejected("The request has an invalid Content-Length.") from None
     if length > settings.PHOTO_MAX_BYTES + MULTIPART_OVERHEAD:
         raise too_large()
+
+
+def check_rate(owner_id: int) -> None:
+    """Take one of the owner's uploads (settings.UPLOAD_RATE_LIMIT, shared by every web process)."""
+    wait = limits.UPLOADS.hit(str(owner_id))
+    if wait:
+        raise UploadRejected(
+            f"Too many uploads: the limit is {settings.UPLOAD_RATE_LIMIT}. Try again in {limits.wait_words(wait)}.",
+            status=429,
+            retry_after=wait,
+        )
+
+
+def check_quota(used_bytes: int, size: int) -> None:
+    """Refuse a file that would take the owner past settings.USER_QUOTA_BYTES (0: no quota)."""
+    quota = settings.USER_QUOTA_BYTES
+    if quota and used_bytes + size > quota:
+        raise UploadRejected(
+            f"Your storage is full: {size_words(used_bytes)} of {size_words(quota)} used, and this file needs "
+            f"{size_words(size)}. Delete some photos to make room.",
+            status=403,
+        )
+
+
+def size_words(size: int) -> str:
+    return filesizeformat(size).replace("\xa0", " ")
 
 
 def check_upload(upload: UploadedFile | None) -> str:

@@ -26,7 +26,6 @@ from PIL import Image
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
 from recognition import curation, engine
-from recognition.api import UploadThrottle
 from recognition.forms import MergeForm, NameFaceForm, PersonForm, ReferenceForm, RenameForm, SettingsForm, SignupForm
 from recognition.models import Alert, Face, Person, Photo, ReferencePhoto, UserSettings
 from recognition.uploads import UploadRejected
@@ -97,11 +96,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
 def upload_files(request: HttpRequest, files: list) -> None:
     if not files:
         messages.error(request, "Choose one or more photos to upload.")
-    throttle = UploadThrottle()
     for upload in files:
-        if not throttle.allow_request(request, None):
-            messages.error(request, f"{upload.name}: too many uploads, try again later.")
-            continue
         try:
             photo, duplicate = Photo.objects.from_upload(request.user, upload)
         except UploadRejected as exc:

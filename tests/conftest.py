@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from rq import SimpleWorker
 
 from jobs import redis_server as embedded_redis
 from jobs.enqueue import QUEUE_NAMES
+from recognition import limits
 from recognition.models import Photo, PhotoStatus
 
 FACES = Path(os.environ.get("FACES_DIR", settings.BASE_DIR.parent / "shared" / "faces"))
@@ -195,6 +200,84 @@ def start_worker(redis_server) -> Iterator[Callable[..., subprocess.Popen]]:
                 process.wait()
 
 
+def post_over_http(
+    url: str, token: str, relative: str, data: bytes | None = None, name: str | None = None
+) -> tuple[int, dict, dict]:
+    """A multipart upload over a real socket, as a browser or a script sends it: (status, body, headers)."""
+    boundary = uuid.uuid4().hex
+    filename = name or Path(relative).name
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + (face_file(relative).read_bytes() if data is None else data)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Authorization": f"Token {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        text = error.read().decode(errors="replace")
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = {"error": text}
+        return error.code, answer, dict(error.headers)
+
+
+class Gunicorn:
+    """A real gunicorn serving the site against this test's database, Redis and media."""
+
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 2) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        command = [
+            sys.executable, "-m", "gunicorn", "photosite.wsgi", "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(workers), "--access-logfile", str(log), "--access-logformat", "%(p)s %(s)s %(r)s",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        wait_for(self.answers, timeout=60)
+
+    def answers(self) -> bool:
+        assert self.process.poll() is None, "gunicorn exited"
+        try:
+            with urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=5):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def start_gunicorn(redis_server, tmp_path) -> Iterator[Callable[..., Gunicorn]]:
+    """Start gunicorn with N worker processes on a free port; stopped at the end of the test."""
+    started: list[Gunicorn] = []
+
+    def start(workers: int = 2, **env: str) -> Gunicorn:
+        server = Gunicorn(worker_environment(redis_server.url, **env), tmp_path / "access.log", workers)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 120.0, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -205,3 +288,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 120.0, interval: fl
 
 def photos_finished(ids: list[int]) -> bool:
     return Photo.objects.filter(pk__in=ids, status__in=["done", "failed"]).count() == len(ids)
+
+
+@pytest.fixture(autouse=True)
+def fresh_limits() -> Iterator[None]:
+    """Rate limits keep a little state per process (a Redis outage seen, the fallback counts): not across tests."""
+    limits.outage.since = None
+    limits.local.hits.clear()
+    yield
+    limits.outage.since = None
+    limits.local.hits.clear()

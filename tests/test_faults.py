@@ -9,14 +9,10 @@ of CI's scale-out pass (no `scaleout` mark).
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 import subprocess
 import threading
-import urllib.error
-import urllib.request
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,7 +26,7 @@ from rq.registry import FailedJobRegistry
 
 from jobs.enqueue import UPLOADS, get_queue
 from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto
-from tests.conftest import face_file, photos_finished, upload_of, wait_for
+from tests.conftest import face_file, photos_finished, post_over_http, upload_of, wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -251,26 +247,6 @@ def test_worker_killed_mid_job_another_worker_finishes_it(api, obama, start_work
 # The database
 
 
-def post_over_http(url: str, token: str, relative: str) -> tuple[int, dict]:
-    """A multipart upload over a real socket, as a browser or a script sends it."""
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{Path(relative).name}"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n"
-        ).encode()
-        + face_file(relative).read_bytes()
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    headers = {"Authorization": f"Token {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, {"error": error.read().decode(errors="replace")}
-
-
 def test_busy_sqlite_four_workers_and_twenty_concurrent_uploads(user, live_server, redis_server, start_worker, capfd):
     """20 uploads at once over HTTP to a threaded server while 4 worker processes write their results."""
     assert connection.vendor == "sqlite"
@@ -279,7 +255,7 @@ def test_busy_sqlite_four_workers_and_twenty_concurrent_uploads(user, live_serve
     results: dict[str, tuple[int, dict]] = {}
 
     def post(name: str) -> None:
-        results[name] = post_over_http(f"{live_server.url}/api/photos/", token, name)
+        results[name] = post_over_http(f"{live_server.url}/api/photos/", token, name)[:2]
 
     threads = [threading.Thread(target=post, args=(name,)) for name in portraits(20)]
     for thread in threads:
