@@ -16,7 +16,8 @@ def encode_reference(reference_id: int) -> dict:
         return {"reference": reference_id, "skipped": "reference was deleted"}
     try:
         with reference.image.open("rb") as source:
-            face = engine.encode_reference(source)
+            analysis = engine.detect_faces(source)
+        face = engine.largest_face(analysis)
     except engine.UnreadableImage as exc:
         job = get_current_job()
         if job is not None:
@@ -31,7 +32,7 @@ def encode_reference(reference_id: int) -> dict:
         raise
     with transaction.atomic():
         ReferencePhoto.objects.filter(pk=reference_id).update(
-            status=ReferenceStatus.DONE, error="", encoding=engine.encoding_to_bytes(face.encoding)
+            status=ReferenceStatus.DONE, error=analysis.note, encoding=engine.encoding_to_bytes(face.encoding)
         )
         enqueue_rematch(reference.person.owner_id)
     return {"reference": reference_id, "box": face.box.as_dict()}

@@ -12,7 +12,7 @@ from django.utils import timezone
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from jobs.enqueue import enqueue_alert_delivery
+from jobs.enqueue import admit_waiting, enqueue_alert_delivery
 from recognition import engine
 from recognition.matching import Gallery
 from recognition.models import Photo, PhotoStatus
@@ -46,6 +46,8 @@ def process_photo(photo_id: int) -> dict:
     except Exception as exc:
         fail_or_retry(photo, f"{exc.__class__.__name__}: {exc}")
         raise
+    finally:
+        next_turn(photo.owner_id)
     return {"photo": photo_id, "faces": len(analysis.faces)}
 
 
@@ -57,9 +59,18 @@ def store_results(photo: Photo, analysis: engine.Analysis) -> None:
     with transaction.atomic():
         photo.replace_faces(analysis)
         alerts = photo.apply_matches(Gallery.for_owner(photo.owner_id))
-        photo.mark(PhotoStatus.DONE, processed_at=timezone.now())
+        photo.mark(PhotoStatus.DONE, analysis.note, processed_at=timezone.now())
     for alert in alerts:
         enqueue_alert_delivery(alert.pk)
+
+
+def next_turn(owner_id: int) -> None:
+    """This job's end frees a place in the owner's fair share: their next waiting photo takes it."""
+    try:
+        admit_waiting(owner_id)
+    except Exception:
+        # Never fail the job for this: reconcile queues what is left waiting.
+        log.exception("Could not queue the next waiting photo of user %s", owner_id)
 
 
 def fail_for_good(photo: Photo, reason: str) -> None:

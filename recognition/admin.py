@@ -14,7 +14,11 @@ from django.utils.html import format_html
 from redis.exceptions import RedisError
 
 from jobs.enqueue import GALLERY, enqueue_alert_delivery, enqueue_photos, enqueue_reference, enqueue_rematch_many
+from recognition.forms import AdminSignInForm
 from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus, UserSettings
+
+# The admin's sign-in page is held by the same brute-force limits as the site's (recognition.signin).
+admin.site.login_form = AdminSignInForm
 
 
 def _link(obj, label: str | None = None) -> str:

@@ -17,7 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
 from recognition import curation
 from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto
-from recognition.uploads import UploadRejected, check_content_length
+from recognition.uploads import UploadRejected
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,6 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     def create(self, request: Request, *args, **kwargs) -> Response:
         try:
-            check_content_length(request.META)  # before the body is read
             photo, duplicate = Photo.objects.from_upload(request.user, request.FILES.get("image"))
         except UploadRejected as exc:
             return rejected(exc)
@@ -162,7 +161,6 @@ class PersonViewSet(viewsets.ModelViewSet):
     def references(self, request: Request, pk: str, **kwargs) -> Response:
         person = get_object_or_404(self.get_queryset(), pk=pk)
         try:
-            check_content_length(request.META)
             reference = person.add_reference(request.FILES.get("image"))
         except UploadRejected as exc:
             return rejected(exc)

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from PIL import Image
 
-from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_rematch
+from jobs.enqueue import UPLOADS, admit_waiting, enqueue_photo, enqueue_rematch
 from recognition import engine
 from recognition.models import Alert, Face, Person, Photo, ReferencePhoto, ReferenceStatus
 
@@ -169,8 +169,11 @@ def delete_references(references) -> None:
 def delete_photo(photo: Photo) -> None:
     """Delete a photo, its faces and alerts, and its files; references named from its faces stay."""
     names = [name for name in (photo.image.name, photo.thumbnail.name) if name]
+    owner_id = photo.owner_id
     photo.delete()
     _delete_files_on_commit(Photo.image.field.storage, names)
+    # A queued photo gone frees a place in the owner's fair share of the workers.
+    transaction.on_commit(lambda: admit_waiting(owner_id), robust=True)
 
 
 def _delete_files_on_commit(storage: Storage, names: list[str]) -> None:

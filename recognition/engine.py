@@ -26,6 +26,9 @@ except ImportError:  # pragma: no cover
 
 ENCODING_DTYPE = np.float32
 ENCODING_SIZE = 128
+# The formats we document (README), and the only ones Pillow may try: of its ~45 others, some hand
+# the file to outside programs (EPS to Ghostscript, which would run untrusted PostScript).
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF")
 
 
 class UnreadableImage(Exception):
@@ -69,6 +72,14 @@ class Analysis:
     height: int
     faces: list[DetectedFace] = field(default_factory=list)
     preview: Image.Image | None = field(default=None, repr=False)  # the decoded, downscaled image
+    found: int = 0  # faces detected; more than len(faces) when past FACES_MAX_PER_PHOTO
+
+    @property
+    def note(self) -> str:
+        """What the user should know about this analysis ("" when nothing)."""
+        if self.found > len(self.faces):
+            return f"{self.found} faces found: only the largest {len(self.faces)} were encoded and matched."
+        return ""
 
     def thumbnail_jpeg(self, size: int) -> bytes:
         """A JPEG of the preview no larger than size x size."""
@@ -112,9 +123,9 @@ def _read(source: IO[bytes] | bytes | str) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(source)
+            image = Image.open(source, formats=FORMATS)
         except UnidentifiedImageError as exc:
-            raise UnreadableImage("not a known image format") from exc
+            raise UnreadableImage("not a known image format (JPEG, PNG, GIF, WebP, BMP, TIFF or HEIC)") from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise UnreadableImage(f"the image header is damaged ({exc})") from exc
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -202,18 +213,30 @@ def detect_faces(source: IO[bytes] | bytes | str) -> Analysis:
     )
     if not locations:
         return Analysis(width=width, height=height, preview=image)
+    found = len(locations)
+    if found > settings.FACES_MAX_PER_PHOTO:
+        # Encoding costs about 60 ms a face: a photo tiled with hundreds of faces must not hold a worker.
+        locations = sorted(locations, key=_location_area, reverse=True)[: settings.FACES_MAX_PER_PHOTO]
     encodings = face_recognition.face_encodings(pixels, known_face_locations=locations)
     scale = width / image.width
     faces = [
         DetectedFace(box=_scale_box(loc, scale, width, height), encoding=np.asarray(enc, dtype=ENCODING_DTYPE))
         for loc, enc in zip(locations, encodings, strict=True)
     ]
-    return Analysis(width=width, height=height, faces=faces, preview=image)
+    return Analysis(width=width, height=height, faces=faces, preview=image, found=found)
+
+
+def _location_area(location: tuple[int, int, int, int]) -> int:
+    top, right, bottom, left = location
+    return (bottom - top) * (right - left)
 
 
 def encode_reference(source: IO[bytes] | bytes | str) -> DetectedFace:
     """The largest face of a reference photo."""
-    analysis = detect_faces(source)
+    return largest_face(detect_faces(source))
+
+
+def largest_face(analysis: Analysis) -> DetectedFace:
     if not analysis.faces:
         raise UnreadableImage("no face found in this reference photo")
     return max(analysis.faces, key=lambda face: face.box.area)

@@ -165,6 +165,8 @@ class Photo(models.Model):
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     job_id = models.CharField(max_length=64, blank=True)
+    # The queue of its latest job: uploads count towards the owner's fair share of the workers, bulk does not.
+    queue = models.CharField(max_length=20, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     queued_at = models.DateTimeField(null=True, blank=True)

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 
 from recognition import engine, limits
@@ -36,7 +38,32 @@ def check_content_length(meta: Mapping[str, str]) -> None:
     except ValueError:
         raise UploadRejected("The request has an invalid Content-Length.") from None
     if length > settings.PHOTO_MAX_BYTES + MULTIPART_OVERHEAD:
-        raise too_large()
+        raise UploadRejected(
+            f"The upload is larger than the limit of {size_words(settings.PHOTO_MAX_BYTES)}: nothing was stored.",
+            status=413,
+        )
+
+
+class RefuseLargeBodiesMiddleware:
+    """Every way in (API, gallery and people forms, admin): a POST body too large for one photo is
+    refused from its Content-Length, before a byte is read. Placed after the auth middleware, whose work
+    is lazy; CSRF checking (which reads the body) runs later, in process_view."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method in ("POST", "PUT", "PATCH"):
+            try:
+                check_content_length(request.META)
+            except UploadRejected as exc:
+                return self.refuse(request, exc)
+        return self.get_response(request)
+
+    def refuse(self, request: HttpRequest, exc: UploadRejected) -> HttpResponse:
+        if request.path.startswith("/api/") or "html" not in request.headers.get("Accept", ""):
+            return JsonResponse({"error": exc.message}, status=exc.status)
+        return render(request, "recognition/too_large.html", {"message": exc.message}, status=exc.status)
 
 
 def check_rate(owner_id: int) -> None:

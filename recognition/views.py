@@ -26,13 +26,23 @@ from PIL import Image
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
 from recognition import curation, engine
-from recognition.forms import MergeForm, NameFaceForm, PersonForm, ReferenceForm, RenameForm, SettingsForm, SignupForm
-from recognition.models import Alert, Face, Person, Photo, ReferencePhoto, UserSettings
+from recognition.forms import (
+    MergeForm,
+    NameFaceForm,
+    PersonForm,
+    ReferenceForm,
+    RenameForm,
+    SettingsForm,
+    SignInForm,
+    SignupForm,
+)
+from recognition.models import Alert, Face, Person, Photo, ReferencePhoto, UserSettings, storage_used
 from recognition.uploads import UploadRejected
 
 PHOTOS_PER_PAGE = 24
 ALERTS_PER_PAGE = 50
 STATUS_MAX_IDS = 200
+MAX_ID = 2**63 - 1  # the largest id a 64-bit integer column holds
 MEDIA_MAX_AGE = 24 * 3600
 
 
@@ -45,6 +55,7 @@ def page_of(request: HttpRequest, items, per_page: int) -> Page:
 
 class SignInView(auth_views.LoginView):
     redirect_authenticated_user = True
+    form_class = SignInForm
 
     def get_context_data(self, **kwargs) -> dict:
         return super().get_context_data(allow_signup=settings.ALLOW_SIGNUP, **kwargs)
@@ -57,7 +68,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend="recognition.signin.RateLimitedBackend")
         return redirect("gallery")
     return render(request, "registration/signup.html", {"form": form})
 
@@ -86,11 +97,12 @@ def gallery(request: HttpRequest) -> HttpResponse:
         upload_files(request, request.FILES.getlist("images"))
         return redirect("gallery")
     photos = Photo.objects.filter(owner=request.user).prefetch_related("faces__person")
-    return render(
-        request,
-        "recognition/gallery.html",
-        {"page": page_of(request, photos, PHOTOS_PER_PAGE), "max_bytes": settings.PHOTO_MAX_BYTES},
-    )
+    context = {"page": page_of(request, photos, PHOTOS_PER_PAGE), "max_bytes": settings.PHOTO_MAX_BYTES}
+    if settings.USER_QUOTA_BYTES:
+        used = storage_used(request.user)
+        context["storage"] = {"used": used, "quota": settings.USER_QUOTA_BYTES,
+                              "percent": min(100, round(100 * used / settings.USER_QUOTA_BYTES))}  # fmt: skip
+    return render(request, "recognition/gallery.html", context)
 
 
 def upload_files(request: HttpRequest, files: list) -> None:
@@ -112,10 +124,21 @@ def upload_files(request: HttpRequest, files: list) -> None:
 @require_GET
 @login_required
 def photo_status(request: HttpRequest) -> JsonResponse:
-    """Cards' live status: /photos/status/?ids=1,2,3 (the user's own photos only)."""
-    ids = [int(part) for part in request.GET.get("ids", "").split(",") if part.strip().isdecimal()]
-    photos = Photo.objects.filter(owner=request.user, pk__in=ids[:STATUS_MAX_IDS]).prefetch_related("faces__person")
+    """Cards' live status: /photos/status/?ids=1,2,3 (the user's own photos only); bad ids are 400."""
+    try:
+        ids = photo_ids(request.GET.get("ids", ""))
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    photos = Photo.objects.filter(owner=request.user, pk__in=ids).prefetch_related("faces__person")
     return JsonResponse({"photos": [photo_card(photo) for photo in photos]})
+
+
+def photo_ids(text: str) -> list[int]:
+    """Comma-separated photo ids, each a whole number a database column can hold; the first STATUS_MAX_IDS."""
+    parts = [part.strip() for part in text.split(",") if part.strip()][:STATUS_MAX_IDS]
+    if not all(part.isascii() and part.isdecimal() and 0 < int(part) <= MAX_ID for part in parts):
+        raise ValueError("ids: photo ids are whole numbers from 1, separated by commas")
+    return [int(part) for part in parts]
 
 
 def face_boxes(photo: Photo, faces: list[Face]) -> list[dict]:

@@ -231,13 +231,14 @@ def post_over_http(
 class Gunicorn:
     """A real gunicorn serving the site against this test's database, Redis and media."""
 
-    def __init__(self, env: dict[str, str], log: Path, workers: int = 2) -> None:
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 2, threads: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         command = [
             sys.executable, "-m", "gunicorn", "photosite.wsgi", "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(workers), "--access-logfile", str(log), "--access-logformat", "%(p)s %(s)s %(r)s",
+            "--workers", str(workers), "--threads", str(threads),
+            "--access-logfile", str(log), "--access-logformat", "%(p)s %(s)s %(r)s",
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -268,8 +269,8 @@ def start_gunicorn(redis_server, tmp_path) -> Iterator[Callable[..., Gunicorn]]:
     """Start gunicorn with N worker processes on a free port; stopped at the end of the test."""
     started: list[Gunicorn] = []
 
-    def start(workers: int = 2, **env: str) -> Gunicorn:
-        server = Gunicorn(worker_environment(redis_server.url, **env), tmp_path / "access.log", workers)
+    def start(workers: int = 2, threads: int = 1, **env: str) -> Gunicorn:
+        server = Gunicorn(worker_environment(redis_server.url, **env), tmp_path / "access.log", workers, threads)
         started.append(server)
         return server
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from recognition import limits
 from recognition.limits import Rate
 from recognition.models import Person, Photo, ReferencePhoto
-from tests.conftest import free_port, post_over_http, upload_of
+from tests import images
+from tests.conftest import face_file, free_port, post_over_http, upload_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -118,3 +121,69 @@ def test_redis_down_fails_open_for_a_window_then_counts_per_process(api, redis_s
     refused = api.post("/api/photos/", {"image": upload_of("people/hayes/photo_1.jpg")})
     assert refused.status_code == 429
     assert re.search(r"Try again in \d+ (hour|minute)s?\.", refused.json()["error"])
+
+
+def test_a_photo_or_reference_past_the_face_cap_encodes_the_largest_and_says_so(api, run_jobs, settings):
+    settings.FACES_MAX_PER_PHOTO = 2
+    big = ["people/obama/portrait_2012.jpg", "people/biden/vp_portrait_2013.jpg"]
+    small = ["people/hayes/photo_1.jpg", "people/clinton/senate.jpg", "people/harris/senate.jpg"]
+    sheet = SimpleUploadedFile("sheet.jpg", images.tiled_faces(big, small), content_type="image/jpeg")
+    photo_id = api.post("/api/photos/", {"image": sheet}).json()["id"]
+    person = api.post("/api/people/", {"name": "Many"}, format="json").json()
+    sheet.seek(0)
+    assert api.post(f"/api/people/{person['id']}/references/", {"image": sheet}).status_code == 202
+    run_jobs()
+    body = api.get(f"/api/photos/{photo_id}/").json()
+    assert body["status"] == "done" and len(body["faces"]) == 2
+    assert body["error"] == "5 faces found: only the largest 2 were encoded and matched."
+    [reference] = api.get(f"/api/people/{person['id']}/").json()["references"]
+    assert reference["status"] == "done"
+    assert reference["error"] == "5 faces found: only the largest 2 were encoded and matched."
+
+
+# Bodies too large for a photo are refused from their Content-Length on every way in; the storage quota.
+
+
+def raw_post(port: int, path: str, length: int, accept: str) -> str:
+    """Send only the headers of a large multipart POST and read the answer: the body is never sent."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {length}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n--x\r\n"
+        )
+        sock.sendall(head.encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer.decode(errors="replace")
+
+
+@pytest.mark.parametrize(
+    ("path", "accept"),
+    [("/", "text/html"), ("/people/1/references/", "text/html"), ("/people/", "text/html"),
+     ("/api/photos/", "application/json"), ("/admin/recognition/photo/add/", "text/html")],
+)  # fmt: skip
+def test_a_body_too_large_is_refused_before_it_is_sent(user, start_gunicorn, path, accept):
+    server = start_gunicorn(workers=1, PHOTO_MAX_BYTES=str(1024 * 1024))
+    answer = raw_post(server.port, path, 100 * 1024 * 1024, accept)
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert "The upload is larger than the limit of 1.0 MB: nothing was stored." in answer
+
+
+def test_the_storage_quota_refuses_past_it_and_the_gallery_shows_it(user, api, client, redis_server, settings):
+    sizes = [face_file(name).stat().st_size for name in PORTRAITS[:2]]
+    settings.USER_QUOTA_BYTES = sum(sizes) + 1000
+    for name in PORTRAITS[:2]:
+        assert api.post("/api/photos/", {"image": upload_of(name)}).status_code == 202
+    refused = api.post("/api/photos/", {"image": upload_of(PORTRAITS[2])})
+    assert refused.status_code == 403
+    assert refused.json()["error"].startswith("Your storage is full: ")
+    person = Person.objects.create(owner=user, name="Obama")
+    answer = api.post(f"/api/people/{person.pk}/references/", {"image": upload_of(PORTRAITS[4])})
+    assert answer.status_code == 403, "references count too"
+    client.force_login(user)
+    page = client.get("/").content.decode()
+    assert re.search(r'<p id="storage" class="muted">Storage: [\d.]+\xa0KB of [\d.]+\xa0KB used', page), page
+    settings.USER_QUOTA_BYTES = 0
+    assert 'id="storage"' not in client.get("/").content.decode()
+    assert api.post("/api/photos/", {"image": upload_of(PORTRAITS[2])}).status_code == 202

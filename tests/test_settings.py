@@ -64,6 +64,12 @@ def test_debug_is_off_by_default_and_cookies_are_secure():
     assert found["REST_FRAMEWORK"]["DEFAULT_PERMISSION_CLASSES"] == ["rest_framework.permissions.IsAuthenticated"]
 
 
+def test_an_empty_secure_cookies_is_the_safe_default():
+    found = read_settings(SECRET_KEY=PRODUCTION["SECRET_KEY"], SECURE_COOKIES="")
+    assert found["SESSION_COOKIE_SECURE"] is True and found["CSRF_COOKIE_SECURE"] is True
+    assert read_settings(SECRET_KEY=PRODUCTION["SECRET_KEY"], SECURE_COOKIES="0")["SESSION_COOKIE_SECURE"] is False
+
+
 def test_debug_runs_without_a_secret_key():
     found = read_settings(DJANGO_DEBUG="1")
     assert found["DEBUG"] is True

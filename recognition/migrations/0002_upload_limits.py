@@ -1,4 +1,5 @@
-"""One photo per (owner, file hash), and the size of reference photos for the storage quota.
+"""One photo per (owner, file hash), the size of reference photos for the storage quota, and the queue of
+a photo's job for the fair share of the workers.
 
 Databases from before may hold the same file twice for one owner (uploads that raced). The oldest photo
 of each such set keeps its hash; the later ones keep everything else (faces, names, alerts) and only lose
@@ -41,6 +42,11 @@ class Migration(migrations.Migration):
             model_name="referencephoto",
             name="size_bytes",
             field=models.BigIntegerField(default=0),
+        ),
+        migrations.AddField(
+            model_name="photo",
+            name="queue",
+            field=models.CharField(blank=True, default="", max_length=20),
         ),
         migrations.RunPython(clear_duplicate_hashes, migrations.RunPython.noop),
         migrations.RunPython(measure_references, migrations.RunPython.noop),

@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from jobs import redis_server
 from jobs.enqueue import QUEUE_NAMES
+
+COOKIES_LOCAL = (
+    "Cookies are not Secure-only: SECURE_COOKIES is unset and this serves plain HTTP on {host}, this machine "
+    "only. Behind HTTPS set BEHIND_HTTPS_PROXY=1 (or SECURE_COOKIES=1) and they are."
+)
+COOKIES_SECURE = (
+    "Cookies are Secure-only: browsers send them over HTTPS only, so sign in through your HTTPS proxy. "
+    "(Plain HTTP on a network you trust: SECURE_COOKIES=0.)"
+)
+
+
+def local_http_cookies(env: Mapping[str, str], host: str) -> str:
+    """The one case where cookies are not Secure-only unless asked: SECURE_COOKIES unset, plain HTTP on a
+    loopback address, no HTTPS proxy or redirect configured. Returns the sentence that says so, else ""."""
+    https = env_bool_in(env, "BEHIND_HTTPS_PROXY") or env_bool_in(env, "SECURE_SSL_REDIRECT")
+    if env.get("SECURE_COOKIES", "").strip() or https:
+        return ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    return COOKIES_LOCAL.format(host=host) if loopback else ""
+
+
+def env_bool_in(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class Command(BaseCommand):
@@ -30,8 +58,12 @@ class Command(BaseCommand):
         # Explicit handlers: a shell may start us with SIGINT ignored, and then Ctrl-C would do nothing.
         signal.signal(signal.SIGINT, lambda *_: self.stop(0))
         signal.signal(signal.SIGTERM, lambda *_: self.stop(0))
+        cookies = local_http_cookies(os.environ, host)
+        if cookies:
+            os.environ["SECURE_COOKIES"] = "0"  # for the processes started below
         self.start(host, port, workers, web_workers)
         self.stdout.write(self.style.SUCCESS(f"photosite is running at http://{host}:{port}/ (Ctrl-C stops it)"))
+        self.stdout.write(cookies or COOKIES_SECURE)
         while all(child.poll() is None for child in self.children):
             time.sleep(0.5)
         self.stderr.write("A process exited; stopping the others.")
