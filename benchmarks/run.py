@@ -1,6 +1,7 @@
 """Run every benchmark, print a Markdown table with the targets, write benchmarks/results/latest.json.
 
     python -m benchmarks.run [--quick]      (make bench, make bench QUICK=1)
+    python -m benchmarks.run --only s3      (one part, written to results/s3.json)
 
 Each comparison runs both sides in this one run, so their ratio holds on a busy machine even when the
 absolute figures move.
@@ -26,6 +27,7 @@ from pathlib import Path
 from benchmarks import accuracy, workset  # accuracy sets Django up
 from benchmarks.local import cli, engine_loop, naive_loop
 from benchmarks.match_speed import gallery_speed
+from benchmarks.s3 import s3_media
 from benchmarks.servers import blocking_server, pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -104,14 +106,32 @@ def step(name: str, figures: dict, call: Callable[[], dict]) -> None:
     figures[f"others_cpu_share_{name}"] = round(max(0.0, others) / (seconds * (os.cpu_count() or 1)), 3)
 
 
-def measure(plan: Plan) -> dict:
-    figures: dict = {}
-    started = time.monotonic()
+def load_workset(plan: Plan, figures: dict) -> tuple[Path, list]:
     step("workset", figures, lambda: {"workset": str(workset.generate(plan.photos))})
     folder = Path(figures.pop("workset"))
     photos = workset.load(folder, plan.photos)
     figures["photos"] = len(photos)
     figures["faces_placed"] = sum(len(p.faces) for p in photos)
+    return folder, photos
+
+
+# Parts that `--only` runs alone (the shared machine may not afford the whole run).
+PARTS = {"s3": s3_media}
+
+
+def measure_part(plan: Plan, part: str) -> dict:
+    figures: dict = {}
+    started = time.monotonic()
+    folder, photos = load_workset(plan, figures)
+    step(part, figures, lambda: PARTS[part](folder, photos))
+    figures["bench_seconds"] = round(time.monotonic() - started, 1)
+    return figures
+
+
+def measure(plan: Plan) -> dict:
+    figures: dict = {}
+    started = time.monotonic()
+    folder, photos = load_workset(plan, figures)
     # The engine right before the pipeline: the 0.9 x target compares them, and this machine's load drifts.
     step("engine", figures, lambda: engine_loop(folder, photos))
     step("pipeline", figures, lambda: pipeline(folder, photos, plan.reprocess_rows))
@@ -120,6 +140,7 @@ def measure(plan: Plan) -> dict:
     step("blocking", figures, lambda: blocking_server(folder, photos[: plan.blocking_uploads]))
     step("matching", figures, lambda: gallery_speed(list(plan.gallery_sizes)))
     step("accuracy", figures, accuracy.run)
+    step("s3", figures, lambda: s3_media(folder, photos))
     # Recall on the photos the naive loop ran, for a like-for-like comparison.
     subset = photos[: plan.naive_photos]
     figures["pipeline_recall_naive_subset"] = workset.recall(subset, figures["pipeline_boxes"])
@@ -232,6 +253,10 @@ ROWS = [
     ("worker_rss_mb", "Worker parent peak RSS", "{:.0f} MB"),
     ("horse_rss_mb", "Work horse peak RSS (shared pages included)", "{:.0f} MB"),
     ("horse_private_mb", "Work horse peak private memory", "{:.0f} MB"),
+    ("s3_put_ms_p50", "S3 PUT of a 4 MB photo (django-storages, moto server), p50", "{:.1f} ms"),
+    ("s3_get_ms_p50", "S3 GET of a 4 MB photo (one streamed GET), p50", "{:.1f} ms"),
+    ("pipeline_photos_per_s_local_media", "Pipeline, 2 workers, media on local disk", "{:.2f} photos/s"),
+    ("pipeline_photos_per_s_s3_media", "Pipeline, 2 workers, media on S3 (same photos)", "{:.2f} photos/s"),
     ("true_matches", "Accuracy: true matches (of 4)", "{}"),
     ("stranger_false_matches", "Accuracy: strangers matched (of 100)", "{}"),
     ("bench_seconds", "Whole run", "{:.0f} s"),
@@ -243,6 +268,8 @@ def table(figures: dict, checks: list[dict]) -> str:
     for key, label, fmt in ROWS:
         if key in figures:
             lines.append(f"| {label} | `{key}` | {fmt.format(figures[key])} |")
+    if not checks:
+        return "\n".join(lines)
     lines += ["", "| Target | Measured | Holds |", "|---|---|---|"]
     for check in checks:
         lines.append(f"| {check['target']} | {check['measured']} | {'yes' if check['holds'] else '**no**'} |")
@@ -252,28 +279,32 @@ def table(figures: dict, checks: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="20 photos and fewer naive runs: under 3 minutes")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=None, help=f"default {RESULTS}, or results/PART.json")
+    parser.add_argument("--only", choices=sorted(PARTS), help="run only this part (and the work set it needs)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    args.output = args.output or (RESULTS.parent / f"{args.only}.json" if args.only else RESULTS)
     adopt_orphans()
     info = machine()
-    figures = measure(plan)
+    figures = measure_part(plan, args.only) if args.only else measure(plan)
     checks = []
-    for target in targets(plan):
+    for target in [] if args.only else targets(plan):
         try:
             checks.append({"target": target.name, "measured": target.detail(figures), "holds": target.holds(figures)})
         except KeyError as exc:  # a contender that did not run
             checks.append({"target": target.name, "measured": f"missing {exc}", "holds": False})
     info["load_average_at_end"] = os.getloadavg()[0]
     mode = "quick" if args.quick else "full"
+    naive = f", naive loop on {figures['naive_photos']}" if "naive_photos" in figures else ""
     print(f"\n{info['cpu_model']}, {info['cpu_cores']} cores, {mode} run, {figures['photos']} photos "
-          f"({figures['faces_placed']} faces), naive loop on {figures['naive_photos']}\n")  # fmt: skip
+          f"({figures['faces_placed']} faces){naive}\n")  # fmt: skip
     print(table(figures, checks))
     shares = {k.removeprefix("others_cpu_share_"): v for k, v in figures.items() if k.startswith("others_cpu_share_")}
     print("\nShare of the machine's CPU that other processes took during each step (noise): "
           + ", ".join(f"{name} {share:.0%}" for name, share in shares.items()))  # fmt: skip
-    print()
-    print(accuracy.report(figures))
+    if not args.only:
+        print()
+        print(accuracy.report(figures))
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": mode,

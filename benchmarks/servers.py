@@ -88,11 +88,12 @@ def blocking_server(folder: Path, photos: list[WorkPhoto], clients: int = 4) -> 
 class Site:
     """The project on a fresh database and media folder: embedded Redis, gunicorn, RQ workers."""
 
-    def __init__(self) -> None:
+    def __init__(self, **media_env: str) -> None:
+        """media_env: settings of the media storage (S3_*), local disk without them."""
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-site-"))
         self.redis_port, self.web_port = free_port(), free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        self.env = base_env(self.tmp, REDIS_URL=self.redis_url)
+        self.env = base_env(self.tmp, REDIS_URL=self.redis_url, **media_env)
         self.processes = []
         self.workers = []
         self.memory = MemoryWatch()

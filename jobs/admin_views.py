@@ -24,7 +24,10 @@ def queues_page(request: HttpRequest) -> HttpResponse:
     }
     try:
         context.update(
-            queues=monitoring.queue_figures(), workers=monitoring.workers(), failed_jobs=monitoring.failed_jobs()
+            queues=monitoring.queue_figures(),
+            workers=monitoring.workers(),
+            failed_jobs=monitoring.failed_jobs(),
+            media_check=monitoring.media_check(),
         )
     except RedisError as exc:
         # The database figures still help; say plainly what is missing.

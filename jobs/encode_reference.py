@@ -6,7 +6,7 @@ from django.db import transaction
 from rq import get_current_job
 
 from jobs.enqueue import enqueue_rematch
-from recognition import engine
+from recognition import engine, storage
 from recognition.models import ReferencePhoto, ReferenceStatus
 
 
@@ -15,8 +15,9 @@ def encode_reference(reference_id: int) -> dict:
     if reference is None:
         return {"reference": reference_id, "skipped": "reference was deleted"}
     try:
-        with reference.image.open("rb") as source:
+        with storage.open_for_reading(reference.image.name) as source:
             analysis = engine.detect_faces(source)
+        reference.store_thumbnail(analysis.preview)  # shown even when no face is found
         face = engine.largest_face(analysis)
     except engine.UnreadableImage as exc:
         job = get_current_job()

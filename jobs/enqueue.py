@@ -299,3 +299,30 @@ def enqueue_alert_delivery(alert_id: int) -> None:
         )
 
     transaction.on_commit(push, robust=True)
+
+
+# Backfill of stored renditions (photos and references processed before the jobs made them): asked for
+# by media views and `manage.py make_renditions`, at most once per object per RENDITIONS_PENDING_TTL.
+RENDITIONS_PENDING_TTL = 600
+
+
+def enqueue_renditions(kind: str, object_id: int) -> bool:
+    """Queue the job that makes a photo's or reference's pictures (kind "photo" or "reference"), once.
+
+    Returns False when one is pending already or Redis is down (a later request asks again)."""
+    key = f"photosite:renditions:{kind}:{object_id}"
+    try:
+        connection = redis_connection(BULK)
+        if not connection.set(key, 1, nx=True, ex=RENDITIONS_PENDING_TTL):
+            return False
+        get_queue(BULK).enqueue_call(
+            f"jobs.make_renditions.make_{kind}_renditions",
+            args=(object_id,),
+            timeout=settings.JOB_TIMEOUT,
+            retry=retry_policy(),
+            description=f"make the pictures of {kind} {object_id}",
+        )
+    except RedisError as exc:
+        log.warning("Redis unavailable, the pictures of %s %s are made later: %s", kind, object_id, exc)
+        return False
+    return True

@@ -6,6 +6,7 @@ puts the photo back to queued: the photo row, not the job, is the source of trut
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -249,6 +250,25 @@ def delete_failed(job_ids: list[str] | None = None) -> int:
     return count
 
 
+# The last `manage.py media_check`, for the Queues page: walking a bucket is too slow for a page view.
+MEDIA_CHECK_KEY = "photosite:media-check"
+
+
+def record_media_check(figures: dict) -> None:
+    summary = {key: value for key, value in figures.items() if key not in ("missing", "orphans")}
+    connection().set(MEDIA_CHECK_KEY, json.dumps(summary))
+
+
+def media_check() -> dict | None:
+    """The figures of the last media check, or None if it never ran."""
+    stored = connection().get(MEDIA_CHECK_KEY)
+    if stored is None:
+        return None
+    figures = json.loads(stored)
+    figures["checked_at"] = datetime.fromisoformat(figures["checked_at"])
+    return figures
+
+
 def snapshot(failed_limit: int = 50) -> dict:
     """Every figure, as plain data for JSON."""
     figures = throughput()
@@ -266,4 +286,5 @@ def snapshot(failed_limit: int = 50) -> dict:
             }
             for job in failed_jobs(failed_limit)
         ],
+        "media_check": {**media, "checked_at": media["checked_at"].isoformat()} if (media := media_check()) else None,
     }

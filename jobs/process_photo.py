@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -13,7 +12,7 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from jobs.enqueue import admit_waiting, enqueue_alert_delivery
-from recognition import engine
+from recognition import engine, storage
 from recognition.matching import Gallery
 from recognition.models import Photo, PhotoStatus
 
@@ -34,11 +33,15 @@ def process_photo(photo_id: int) -> dict:
         error="",
     )
     try:
-        with photo.image.open("rb") as source:
+        # One GET from storage (any host's), spooled to a temporary file for the decoder.
+        with storage.open_for_reading(photo.image.name) as source:
             analysis = engine.detect_faces(source)
         store_results(photo, analysis)
     except engine.UnreadableImage as exc:
         fail_for_good(photo, f"Unreadable image: {exc}")
+        raise
+    except storage.StorageUnavailable as exc:
+        fail_or_retry(photo, f"Storage unavailable: {exc}")
         raise
     except JobTimeoutException:
         fail_for_good(photo, f"Timed out: processing took longer than {settings.JOB_TIMEOUT} s")
@@ -52,12 +55,11 @@ def process_photo(photo_id: int) -> dict:
 
 
 def store_results(photo: Photo, analysis: engine.Analysis) -> None:
-    if not photo.thumbnail:
-        thumbnail = analysis.thumbnail_jpeg(settings.THUMBNAIL_SIZE)
-        photo.thumbnail.save("thumb.jpg", ContentFile(thumbnail), save=False)
-        Photo.objects.filter(pk=photo.pk).update(thumbnail=photo.thumbnail.name)
+    # The images pages show, made here from the decoded preview: a request never decodes an original.
+    photo.store_renditions(analysis.preview)
+    crops = photo.store_face_crops(analysis.preview, [face.box for face in analysis.faces], analysis.width)
     with transaction.atomic():
-        photo.replace_faces(analysis)
+        photo.replace_faces(analysis, crops)
         alerts = photo.apply_matches(Gallery.for_owner(photo.owner_id))
         photo.mark(PhotoStatus.DONE, analysis.note, processed_at=timezone.now())
     for alert in alerts:

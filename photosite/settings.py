@@ -136,10 +136,55 @@ STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 # No MEDIA_URL on purpose: media is served only through views that check the owner.
+
+
+def s3_options(env: dict[str, str]) -> dict:
+    """django-storages' S3 backend options from S3_* variables; any S3-compatible service (MinIO, Ceph,
+    R2, B2, Wasabi, Garage) needs only a different S3_ENDPOINT_URL."""
+    from botocore.config import Config
+
+    endpoint = env.get("S3_ENDPOINT_URL") or None
+    if not env.get("S3_BUCKET"):
+        raise ImproperlyConfigured("MEDIA_STORAGE=s3 needs S3_BUCKET (and S3_ENDPOINT_URL unless on AWS).")
+    return {
+        "bucket_name": env["S3_BUCKET"],
+        "endpoint_url": endpoint,
+        "access_key": env.get("S3_ACCESS_KEY_ID") or None,
+        "secret_key": env.get("S3_SECRET_ACCESS_KEY") or None,
+        "region_name": env.get("S3_REGION") or None,
+        "location": env.get("S3_PREFIX", "").strip("/"),
+        "default_acl": None,  # objects stay private: the bucket's own policy, never public-read
+        "querystring_auth": True,
+        "querystring_expire": int(env.get("MEDIA_REDIRECT_SECONDS", 300)),
+        # Names are random (recognition.models), so no HEAD request per save to find a free one.
+        "file_overwrite": True,
+        "client_config": Config(
+            # Path-style works with every S3-compatible server; AWS itself prefers virtual hosts.
+            s3={"addressing_style": env.get("S3_ADDRESSING_STYLE") or ("path" if endpoint else "auto")},
+            signature_version="s3v4",
+            connect_timeout=float(env.get("S3_CONNECT_TIMEOUT", 5)),
+            read_timeout=float(env.get("S3_READ_TIMEOUT", 30)),
+            retries={"max_attempts": int(env.get("S3_MAX_ATTEMPTS", 3)), "mode": "standard"},
+        ),
+    }
+
+
+MEDIA_STORAGE = os.environ.get("MEDIA_STORAGE", "file")
+if MEDIA_STORAGE == "s3":
+    MEDIA_BACKEND = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": s3_options(dict(os.environ))}
+elif MEDIA_STORAGE in ("file", ""):
+    MEDIA_BACKEND = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+else:  # any Django storage class, by its dotted path
+    MEDIA_BACKEND = {"BACKEND": MEDIA_STORAGE}
 STORAGES = {
-    "default": {"BACKEND": os.environ.get("MEDIA_STORAGE", "django.core.files.storage.FileSystemStorage")},
+    "default": MEDIA_BACKEND,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Media views answer with a short-lived presigned URL of the object (S3 only) instead of streaming it.
+MEDIA_REDIRECT = env_bool("MEDIA_REDIRECT", False)
+MEDIA_REDIRECT_SECONDS = env_int("MEDIA_REDIRECT_SECONDS", 300)
+# An upload or a media request while storage is down answers 503 with this Retry-After (seconds).
+STORAGE_RETRY_AFTER = env_int("STORAGE_RETRY_AFTER", 30)
 WHITENOISE_USE_FINDERS = True
 
 # Uploads

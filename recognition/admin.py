@@ -7,7 +7,7 @@ from collections import defaultdict
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Count, QuerySet
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.defaultfilters import truncatechars
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from jobs.enqueue import GALLERY, enqueue_alert_delivery, enqueue_photos, enqueue_reference, enqueue_rematch_many
 from recognition.forms import AdminSignInForm
 from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus, UserSettings
+from recognition.views import serve
 
 # The admin's sign-in page is held by the same brute-force limits as the site's (recognition.signin).
 admin.site.login_form = AdminSignInForm
@@ -67,15 +68,12 @@ class PhotoAdmin(admin.ModelAdmin):
         thumbnail = self.admin_site.admin_view(self.thumbnail_view)
         return [path("<int:pk>/thumbnail/", thumbnail, name="recognition_photo_thumbnail"), *super().get_urls()]
 
-    def thumbnail_view(self, request: HttpRequest, pk: int) -> FileResponse:
+    def thumbnail_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """The thumbnail, for staff: media is never served directly."""
         photo = Photo.objects.filter(pk=pk).first()
         if photo is None or not photo.thumbnail or not self.has_view_permission(request, photo):
             raise Http404("No thumbnail")
-        try:
-            return FileResponse(photo.thumbnail.open("rb"), content_type="image/jpeg")
-        except FileNotFoundError:
-            raise Http404("No thumbnail") from None
+        return serve(photo.thumbnail.name)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
         counts = dict(Photo.objects.order_by().values_list("status").annotate(n=Count("pk")))

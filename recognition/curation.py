@@ -8,54 +8,27 @@ so neither reprocessing nor a gallery change undoes them.
 
 from __future__ import annotations
 
-import io
-
-from django.core.files.base import ContentFile
-from django.core.files.storage import Storage
 from django.db import transaction
 from django.db.models import Q
-from PIL import Image
 
 from jobs.enqueue import UPLOADS, admit_waiting, enqueue_photo, enqueue_rematch
-from recognition import engine
-from recognition.models import Alert, Face, Person, Photo, ReferencePhoto, ReferenceStatus
-
-# The size of the upright rendition the photo page shows, and faces are cropped from.
-WEB_SIDE = 1600
-FACE_MARGIN = 0.35  # of the box's size on every side, so a crop shows the head, not only the face
+from recognition import renditions, storage
+from recognition.models import Alert, Face, Person, Photo, ReferencePhoto, ReferenceStatus, reference_path
 
 
-def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=quality, optimize=True)
-    return out.getvalue()
+class PicturesNotReady(Exception):
+    """The photo's stored renditions are not made yet (a photo processed before they were)."""
 
 
-def web_image(photo: Photo, max_side: int = WEB_SIDE) -> Image.Image:
-    """The photo upright (EXIF orientation applied), no larger than max_side."""
-    with photo.image.open("rb") as source:
-        image, _, _ = engine.open_image(source, max_side=max_side)
-    return image
-
-
-def crop_face(face: Face, size: int = 200, image: Image.Image | None = None) -> Image.Image:
-    """A square-ish crop around a face, no larger than size x size."""
+def face_picture(face: Face, side: int = renditions.REFERENCE_SIDE) -> bytes:
+    """A JPEG of a face from the stored web-sized image (never the original), or its stored crop."""
     photo = face.photo
-    image = image or web_image(photo)
-    # Face boxes are in the original's oriented pixels; the rendition may be smaller.
-    scale = image.width / photo.width if photo.width else 1.0
-    margin_x = (face.right - face.left) * FACE_MARGIN
-    margin_y = (face.bottom - face.top) * FACE_MARGIN
-    crop = image.crop(
-        (
-            max(0, round((face.left - margin_x) * scale)),
-            max(0, round((face.top - margin_y) * scale)),
-            min(image.width, round((face.right + margin_x) * scale)),
-            min(image.height, round((face.bottom + margin_y) * scale)),
-        )
-    )
-    crop.thumbnail((size, size), Image.Resampling.LANCZOS)
-    return crop
+    if photo.web_image:
+        image = renditions.open_rendition(storage.read_bytes(photo.web_image.name))
+        return renditions.face_jpeg(image, face.box, photo.width or image.width, side)
+    if face.crop:
+        return storage.read_bytes(face.crop.name)
+    raise PicturesNotReady(f"the pictures of {photo} are not made yet")
 
 
 def _forget_alert_unless_still_found(photo: Photo, person_id: int | None) -> None:
@@ -71,8 +44,10 @@ def name_face(face: Face, person: Person) -> ReferencePhoto:
     """The user says who this face is: it sticks, and the face becomes a reference of that person.
 
     The reference keeps a crop of the face to show, and the face's stored encoding: the same vector
-    that was matched, with no second detection that could miss a small face.
+    that was matched, with no second detection that could miss a small face. PicturesNotReady (nothing
+    changed) when the photo has no stored renditions yet.
     """
+    picture = face_picture(face)
     previous = face.person_id
     face.person, face.distance, face.named_by_user = person, None, True
     face.save(update_fields=["person", "distance", "named_by_user"])
@@ -87,7 +62,8 @@ def name_face(face: Face, person: Person) -> ReferencePhoto:
         status=ReferenceStatus.DONE,
         source_face=face,
     )
-    reference.image.save("face.jpg", ContentFile(jpeg_bytes(crop_face(face, size=400))), save=False)
+    # A crop of the face is its picture and its thumbnail alike.
+    reference.image = reference.thumbnail = storage.save(reference_path(reference, "face.jpg"), picture)
     reference.save()
     enqueue_rematch(person.owner_id)
     return reference
@@ -160,28 +136,20 @@ def delete_reference(reference: ReferencePhoto) -> None:
 
 def delete_references(references) -> None:
     """Delete reference rows, and their files once the deletion is committed."""
-    names = [name for name in references.values_list("image", flat=True) if name]
+    names = {name for pair in references.values_list("image", "thumbnail") for name in pair if name}
     references.delete()
-    _delete_files_on_commit(ReferencePhoto.image.field.storage, names)
+    storage.delete_on_commit(sorted(names))
 
 
 @transaction.atomic
 def delete_photo(photo: Photo) -> None:
     """Delete a photo, its faces and alerts, and its files; references named from its faces stay."""
-    names = [name for name in (photo.image.name, photo.thumbnail.name) if name]
+    names = photo.file_names()
     owner_id = photo.owner_id
     photo.delete()
-    _delete_files_on_commit(Photo.image.field.storage, names)
+    storage.delete_on_commit(names)
     # A queued photo gone frees a place in the owner's fair share of the workers.
     transaction.on_commit(lambda: admit_waiting(owner_id), robust=True)
-
-
-def _delete_files_on_commit(storage: Storage, names: list[str]) -> None:
-    def remove() -> None:
-        for name in names:
-            storage.delete(name)
-
-    transaction.on_commit(remove)
 
 
 def reprocess_photo(photo: Photo) -> None:

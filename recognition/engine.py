@@ -81,14 +81,6 @@ class Analysis:
             return f"{self.found} faces found: only the largest {len(self.faces)} were encoded and matched."
         return ""
 
-    def thumbnail_jpeg(self, size: int) -> bytes:
-        """A JPEG of the preview no larger than size x size."""
-        image = self.preview.copy()
-        image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)  # cheap: 400 px
-        out = io.BytesIO()
-        image.save(out, format="JPEG", quality=82, optimize=True)
-        return out.getvalue()
-
 
 # The pid of the process that loaded the models: a forked work horse inherits it from its parent.
 models_loaded_by: int | None = None

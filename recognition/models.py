@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import PurePath
 
@@ -11,11 +12,12 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
+from PIL import Image
 
-from recognition import engine
+from recognition import engine, renditions, storage
 from recognition.engine import Box
 from recognition.matching import Gallery
-from recognition.uploads import check_quota, check_rate, check_upload, clean_name
+from recognition.uploads import UploadRejected, check_quota, check_rate, check_upload, clean_name
 
 
 def _random_name(folder: str, filename: str) -> str:
@@ -37,6 +39,47 @@ def thumbnail_path(instance: models.Model, filename: str) -> str:
 
 def reference_path(instance: models.Model, filename: str) -> str:
     return _random_name("references", filename)
+
+
+def web_path(instance: models.Model, filename: str) -> str:
+    return _random_name("web", filename)
+
+
+def face_path(instance: models.Model, filename: str) -> str:
+    return _random_name("faces", filename)
+
+
+# Every top folder of media, for media_check.
+MEDIA_FOLDERS = ("photos", "thumbs", "web", "faces", "references")
+
+
+def _savepoint_if_in_transaction():
+    """Inside a caller's transaction, a savepoint: a failed insert (the unique file hash) leaves that
+    transaction usable, and the file's deletion is registered outside what is rolled back. Outside one,
+    nothing: a transaction would hold SQLite's write lock while the file is written to storage."""
+    return transaction.atomic() if transaction.get_connection().in_atomic_block else contextlib.nullcontext()
+
+
+def store_new_file(manager: models.Manager, **fields) -> models.Model:
+    """Create a row with an uploaded file, or store nothing: storage down answers 503 (Retry-After), and a
+    file stored for a row that then could not be saved is deleted again."""
+    instance = manager.model(**fields)
+    try:
+        with storage.reporting_outages("storing an upload"), _savepoint_if_in_transaction():
+            instance.save()
+    except storage.StorageUnavailable as exc:
+        raise UploadRejected(
+            "Photo storage is unavailable right now; nothing was stored. Try again in a minute.",
+            status=503,
+            retry_after=settings.STORAGE_RETRY_AFTER,
+        ) from exc
+    except Exception:
+        for field in instance._meta.fields:
+            stored = getattr(instance, field.attname) if isinstance(field, models.FileField) else None
+            if stored and stored._committed:
+                storage.delete_on_commit([stored.name])
+        raise
+    return instance
 
 
 class PhotoStatus(models.TextChoices):
@@ -77,20 +120,18 @@ class PhotoManager(models.Manager):
         existing = self.filter(owner=owner, sha256=sha256).first()
         if existing is not None:
             return existing, True
-        photo = self.model(
-            owner=owner,
-            image=upload,
-            original_name=clean_name(upload.name),
-            size_bytes=upload.size,
-            sha256=sha256,
-            status=PhotoStatus.QUEUED,
-        )
         try:
-            with transaction.atomic():
-                photo.save()
+            photo = store_new_file(
+                self,
+                owner=owner,
+                image=upload,
+                original_name=clean_name(upload.name),
+                size_bytes=upload.size,
+                sha256=sha256,
+                status=PhotoStatus.QUEUED,
+            )
         except IntegrityError:
-            if photo.image.name:  # the file was stored before the insert failed
-                photo.image.storage.delete(photo.image.name)
+            # Another request stored the same file a moment ago: answer with its photo (our file is deleted).
             existing = self.filter(owner=owner, sha256=sha256).first()
             if existing is None:
                 raise
@@ -116,7 +157,10 @@ class Person(models.Model):
     def add_reference(self, upload: UploadedFile | None) -> ReferencePhoto:
         """Store a reference photo (checked first); the caller queues its encoding."""
         admit_upload(self.owner, upload)
-        return self.references.create(image=upload, original_name=clean_name(upload.name), size_bytes=upload.size)
+        return store_new_file(
+            ReferencePhoto.objects, person=self, image=upload, original_name=clean_name(upload.name),
+            size_bytes=upload.size,
+        )  # fmt: skip
 
 
 class ReferenceStatus(models.TextChoices):
@@ -130,6 +174,8 @@ class ReferencePhoto(models.Model):
 
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="references")
     image = models.ImageField(upload_to=reference_path, max_length=200)
+    # What a person's page shows, made by the encoding job (a face named on a photo: the crop itself).
+    thumbnail = models.ImageField(upload_to=reference_path, max_length=200, blank=True)
     original_name = models.CharField(max_length=255, blank=True)
     size_bytes = models.BigIntegerField(default=0)
     encoding = models.BinaryField(null=True, blank=True, editable=False)
@@ -151,6 +197,14 @@ class ReferencePhoto(models.Model):
     def vector(self) -> np.ndarray | None:
         return engine.encoding_from_bytes(self.encoding) if self.encoding else None
 
+    def store_thumbnail(self, image: Image.Image) -> None:
+        """The person page's picture, from the image the encoding job decoded."""
+        if self.thumbnail:
+            return
+        name = storage.save(reference_path(self, "r.jpg"), renditions.thumbnail_jpeg(image, renditions.REFERENCE_SIDE))
+        ReferencePhoto.objects.filter(pk=self.pk).update(thumbnail=name)
+        self.thumbnail = name
+
 
 class Photo(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
@@ -159,6 +213,8 @@ class Photo(models.Model):
     size_bytes = models.BigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     thumbnail = models.ImageField(upload_to=thumbnail_path, max_length=200, blank=True)
+    # The upright web-sized image the photo page shows, made by the job (renditions).
+    web_image = models.ImageField(upload_to=web_path, max_length=200, blank=True)
     status = models.CharField(max_length=20, choices=PhotoStatus.choices, default=PhotoStatus.QUEUED, db_index=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -202,16 +258,55 @@ class Photo(models.Model):
         for name, value in fields.items():
             setattr(self, name, value)
 
+    def store_renditions(self, image: Image.Image) -> None:
+        """The thumbnail and web-sized image, from the upright preview the job decoded; made once."""
+        made = {}
+        if not self.thumbnail:
+            made["thumbnail"] = renditions.thumbnail_jpeg(image, settings.THUMBNAIL_SIZE), thumbnail_path
+        if not self.web_image:
+            made["web_image"] = renditions.web_jpeg(image), web_path
+        names = {field: storage.save(path(self, "r.jpg"), data) for field, (data, path) in made.items()}
+        if names:
+            Photo.objects.filter(pk=self.pk).update(**names)
+            for field, name in names.items():
+                setattr(self, field, name)
+
+    def store_face_crops(self, image: Image.Image, boxes: list[Box], original_width: int) -> list[str]:
+        """A stored crop of each box (in the original's pixels), from an upright preview; their names in order."""
+        return [
+            storage.save(face_path(self, "f.jpg"), renditions.face_jpeg(image, box, original_width)) for box in boxes
+        ]
+
+    def store_missing_crops(self, image: Image.Image) -> int:
+        """Crops for faces stored before crops were (the backfill job)."""
+        faces = list(self.faces.filter(crop=""))
+        names = self.store_face_crops(image, [face.box for face in faces], self.width or image.width)
+        for face, name in zip(faces, names, strict=True):
+            Face.objects.filter(pk=face.pk).update(crop=name)
+        return len(faces)
+
+    def has_renditions(self) -> bool:
+        return bool(self.web_image) and not self.faces.filter(crop="").exists()
+
+    def file_names(self) -> list[str]:
+        """Every stored file of this photo: the original, its renditions and its face crops."""
+        names = [self.image.name, self.thumbnail.name, self.web_image.name]
+        names += self.faces.exclude(crop="").values_list("crop", flat=True)
+        return [name for name in names if name]
+
     @transaction.atomic
-    def replace_faces(self, analysis: engine.Analysis) -> list[Face]:
-        """Store a fresh analysis, carrying each user decision over to the new box that overlaps it most."""
+    def replace_faces(self, analysis: engine.Analysis, crops: list[str] | None = None) -> list[Face]:
+        """Store a fresh analysis, carrying each user decision over to the new box that overlaps it most.
+
+        crops are the stored crop names of analysis.faces, in order; the old faces' crops go once committed."""
         # Two runs of one photo at once (a reprocess click during processing) take turns here, so the
         # second replaces the first's faces instead of both keeping theirs.
         Photo.objects.select_for_update().filter(pk=self.pk).first()
         old_faces = list(self.faces.prefetch_related("rejected_people"))
+        crops = crops or [""] * len(analysis.faces)
         new_faces = [
-            Face(photo=self, encoding=engine.encoding_to_bytes(found.encoding), **found.box.as_dict())
-            for found in analysis.faces
+            Face(photo=self, encoding=engine.encoding_to_bytes(found.encoding), crop=crop, **found.box.as_dict())
+            for found, crop in zip(analysis.faces, crops, strict=True)
         ]
         pairs = _pair_by_overlap(old_faces, new_faces)
         Face.objects.bulk_create(new_faces)
@@ -223,6 +318,7 @@ class Photo(models.Model):
             Alert.objects.filter(face=old).update(face=new)
             ReferencePhoto.objects.filter(source_face=old).update(source_face=new)
         Face.objects.filter(pk__in=[f.pk for f in old_faces]).delete()
+        storage.delete_on_commit([face.crop.name for face in old_faces if face.crop])
         Photo.objects.filter(pk=self.pk).update(width=analysis.width, height=analysis.height)
         self.width, self.height = analysis.width, analysis.height
         return new_faces
@@ -285,6 +381,7 @@ class Face(models.Model):
     bottom = models.PositiveIntegerField()
     left = models.PositiveIntegerField()
     encoding = models.BinaryField(editable=False)  # 128 float32, 512 bytes
+    crop = models.ImageField(upload_to=face_path, max_length=200, blank=True)  # made by the job
     person = models.ForeignKey(Person, null=True, blank=True, on_delete=models.SET_NULL, related_name="faces")
     distance = models.FloatField(null=True, blank=True)
     # User decisions, which reprocessing and gallery changes never undo.

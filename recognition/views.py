@@ -6,8 +6,8 @@ answers 404. Media is served only from here (there is no MEDIA_URL).
 
 from __future__ import annotations
 
+import mimetypes
 import uuid
-from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib import messages
@@ -16,16 +16,15 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, F, OuterRef, Q, Subquery
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
-from PIL import Image
 
-from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
-from recognition import curation, engine
+from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference, enqueue_renditions
+from recognition import curation, storage
 from recognition.forms import (
     MergeForm,
     NameFaceForm,
@@ -36,7 +35,17 @@ from recognition.forms import (
     SignInForm,
     SignupForm,
 )
-from recognition.models import Alert, Face, Person, Photo, ReferencePhoto, UserSettings, storage_used
+from recognition.models import (
+    Alert,
+    Face,
+    Person,
+    Photo,
+    PhotoStatus,
+    ReferencePhoto,
+    ReferenceStatus,
+    UserSettings,
+    storage_used,
+)
 from recognition.uploads import UploadRejected
 
 PHOTOS_PER_PAGE = 24
@@ -198,6 +207,15 @@ def face_name(request: HttpRequest, pk: int) -> HttpResponse:
     form = NameFaceForm(request.POST, owner=request.user)
     if not form.is_valid():
         messages.error(request, " ".join(form.errors.get("__all__", [])) or "Choose a person.")
+        return redirect(face.photo)
+    try:
+        curation.face_picture(face)  # before a new person is made for it
+    except curation.PicturesNotReady:
+        enqueue_renditions("photo", face.photo_id)
+        messages.error(request, "This photo's pictures are being made; name the face again in a minute.")
+        return redirect(face.photo)
+    except storage.StorageUnavailable:
+        messages.error(request, "Photo storage is unavailable right now; try again shortly.")
         return redirect(face.photo)
     person = form.cleaned_data["person"] or curation.create_person(request.user, form.cleaned_data["new_name"])
     curation.name_face(face, person)
@@ -390,7 +408,8 @@ def settings_new_secret(request: HttpRequest) -> HttpResponse:
     return redirect("settings")
 
 
-# Media: only through these views, only to the owner.
+# Media: only through these views, only to the owner. Every image served is a stored file: thumbnails,
+# web-sized images and face crops are made by the jobs (recognition.renditions); no request decodes one.
 
 
 def private(response: HttpResponse) -> HttpResponse:
@@ -398,62 +417,79 @@ def private(response: HttpResponse) -> HttpResponse:
     return response
 
 
-def jpeg_response(data: bytes) -> HttpResponse:
-    return private(HttpResponse(data, content_type="image/jpeg"))
+def serve(name: str, content_type: str = "image/jpeg", filename: str | None = None) -> HttpResponse:
+    """A stored file, streamed from storage; with MEDIA_REDIRECT on object storage, a redirect to a
+    presigned URL that expires after MEDIA_REDIRECT_SECONDS."""
+    try:
+        if settings.MEDIA_REDIRECT and (url := storage.presigned_url(name, content_type, filename)):
+            response = HttpResponseRedirect(url)
+            patch_cache_control(response, private=True, max_age=settings.MEDIA_REDIRECT_SECONDS // 2)
+            return response
+        download = storage.download(name)
+    except FileNotFoundError as exc:
+        raise Http404("The file is missing from storage") from exc
+    except storage.StorageUnavailable:
+        return storage_unavailable()
+    response = StreamingHttpResponse(download.chunks, content_type=content_type)
+    if download.size is not None:
+        response["Content-Length"] = str(download.size)
+    if filename is not None:
+        response["Content-Disposition"] = content_disposition_header(True, filename)
+    return private(response)
+
+
+def storage_unavailable() -> HttpResponse:
+    response = HttpResponse("Photo storage is unavailable right now; try again shortly.", status=503)
+    response["Retry-After"] = str(settings.STORAGE_RETRY_AFTER)
+    return response
+
+
+def not_made_yet(kind: str, object_id: int) -> Http404:
+    """A picture made before jobs stored them: ask for it in the background (never here), 404 for now."""
+    enqueue_renditions(kind, object_id)
+    return Http404("This picture is being made; try again in a minute")
 
 
 @require_GET
 @login_required
-def photo_original(request: HttpRequest, pk: int) -> FileResponse:
+def photo_original(request: HttpRequest, pk: int) -> HttpResponse:
     photo = get_object_or_404(Photo, pk=pk, owner=request.user)
-    return private(FileResponse(open_or_404(photo.image), as_attachment=True, filename=photo.original_name or None))
+    content_type = mimetypes.guess_type(photo.image.name)[0] or "application/octet-stream"
+    return serve(photo.image.name, content_type, filename=photo.original_name or "photo")
 
 
 @require_GET
 @login_required
 def photo_web(request: HttpRequest, pk: int) -> HttpResponse:
-    """The photo upright (EXIF orientation applied) at web size, made from the original on the fly."""
+    """The photo upright (EXIF orientation applied) at web size, as the job stored it."""
     photo = get_object_or_404(Photo, pk=pk, owner=request.user)
-    return rendered_jpeg(lambda: curation.web_image(photo), "photo")
-
-
-def rendered_jpeg(render: Callable[[], Image.Image], what: str) -> HttpResponse:
-    """A JPEG rendered from a stored image; 404 when the file is missing or cannot be read."""
-    try:
-        image = render()
-    except (engine.UnreadableImage, FileNotFoundError) as exc:
-        raise Http404(f"This {what} cannot be shown") from exc
-    return jpeg_response(curation.jpeg_bytes(image))
+    if not photo.web_image:
+        raise not_made_yet("photo", photo.pk) if photo.status == PhotoStatus.DONE else Http404("Not processed yet")
+    return serve(photo.web_image.name)
 
 
 @require_GET
 @login_required
-def photo_thumbnail(request: HttpRequest, pk: int) -> FileResponse:
+def photo_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
     photo = get_object_or_404(Photo, ~Q(thumbnail=""), pk=pk, owner=request.user)
-    return private(FileResponse(open_or_404(photo.thumbnail), content_type="image/jpeg"))
-
-
-def open_or_404(field_file):
-    try:
-        return field_file.open("rb")
-    except FileNotFoundError as exc:
-        raise Http404("The file is missing from storage") from exc
+    return serve(photo.thumbnail.name)
 
 
 @require_GET
 @login_required
 def face_image(request: HttpRequest, pk: int) -> HttpResponse:
     face = owned_face(request, pk)
-    return rendered_jpeg(lambda: curation.crop_face(face, size=200), "face")
+    if not face.crop:
+        raise not_made_yet("photo", face.photo_id)
+    return serve(face.crop.name)
 
 
 @require_GET
 @login_required
 def reference_image(request: HttpRequest, pk: int) -> HttpResponse:
     reference = get_object_or_404(ReferencePhoto, pk=pk, person__owner=request.user)
-
-    def render() -> Image.Image:
-        with reference.image.open("rb") as source:
-            return engine.open_image(source, max_side=400)[0]
-
-    return rendered_jpeg(render, "reference photo")
+    if not reference.thumbnail:
+        if reference.status == ReferenceStatus.QUEUED:
+            raise Http404("Not encoded yet")
+        raise not_made_yet("reference", reference.pk)
+    return serve(reference.thumbnail.name)

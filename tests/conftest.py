@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -299,3 +301,149 @@ def fresh_limits() -> Iterator[None]:
     yield
     limits.outage.since = None
     limits.local.hits.clear()
+
+
+# S3-compatible media: moto's standalone server, a real HTTP endpoint speaking the S3 API, in a process of
+# its own; the code under test is the real django-storages and boto3.
+
+
+class Relay:
+    """A TCP relay to a local port: in front of the S3 server, that a test stops and starts as an outage
+    does (moto keeps its objects in memory, so the server itself cannot be restarted without losing
+    them); and from another address (a network namespace's link) to a service on 127.0.0.1."""
+
+    def __init__(self, port: int, target: int, host: str = "127.0.0.1") -> None:
+        self.port, self.target, self.host = port, target, host
+        self.listener: socket.socket | None = None
+        self.sockets: set[socket.socket] = set()
+
+    def start(self) -> None:
+        self.listener = socket.create_server((self.host, self.port))  # SO_REUSEADDR: the same port again
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        """Refuse new connections and cut the open ones."""
+        sockets = [self.listener, *self.sockets] if self.listener else list(self.sockets)
+        self.listener = None
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self.sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                if self.listener is not listener:
+                    return
+                continue
+            self.sockets |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                self.sockets.discard(sock)
+
+
+class S3Server:
+    """`python -m moto.server` on a free port, reached through a Relay on another."""
+
+    access_key, secret_key, region = "test-access-key", "test-secret-key", "us-east-1"
+
+    def __init__(self) -> None:
+        self.moto_port, self.port = free_port(), free_port()
+        self.process: subprocess.Popen | None = None
+        self.relay = Relay(self.port, self.moto_port)
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.moto_port)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _answers(self.moto_port), timeout=60, interval=0.1)
+        self.relay.start()
+
+    def stop(self) -> None:
+        self.relay.stop()
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+    def env(self, bucket: str, prefix: str = "") -> dict[str, str]:
+        """The settings a process needs for this server: nothing else of a host is shared."""
+        return {
+            "MEDIA_STORAGE": "s3",
+            "S3_ENDPOINT_URL": f"http://127.0.0.1:{self.port}",
+            "S3_BUCKET": bucket,
+            "S3_ACCESS_KEY_ID": self.access_key,
+            "S3_SECRET_ACCESS_KEY": self.secret_key,
+            "S3_REGION": self.region,
+            "S3_PREFIX": prefix,
+        }
+
+    def client(self):
+        """A boto3 client straight to the server (not through the relay), for the test's own looks."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{self.moto_port}",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+class S3Media:
+    """One test's bucket on the S3 server, and the environment that points a process at it."""
+
+    def __init__(self, server: S3Server, bucket: str, prefix: str) -> None:
+        self.server, self.bucket, self.prefix = server, bucket, prefix
+        self.env = server.env(bucket, prefix)
+        self.client = server.client()
+
+    def names(self, folder: str = "") -> list[str]:
+        """Stored names (without the prefix) under a top folder."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
+        keys = [item["Key"].removeprefix(f"{self.prefix}/") for page in pages for item in page.get("Contents", [])]
+        return sorted(key for key in keys if key.startswith(folder))
+
+    def read(self, name: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=f"{self.prefix}/{name}")["Body"].read()
+
+
+@pytest.fixture
+def s3_media(s3_server, settings) -> Iterator[S3Media]:
+    """Media of this test (and of the workers it starts with s3_media.env) in a bucket of its own."""
+    from photosite.settings import s3_options
+
+    media = S3Media(s3_server, f"test-{uuid.uuid4().hex[:12]}", "site")
+    media.client.create_bucket(Bucket=media.bucket)
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage",
+                                                          "OPTIONS": s3_options(media.env)}}  # fmt: skip
+    yield media
+    s3_server.relay.stop()  # a test that stopped it left it stopped; start afresh for the next
+    s3_server.relay.start()

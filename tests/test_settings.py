@@ -95,3 +95,28 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
     result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], VAR_DIR=str(tmp_path), **PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+READ_STORAGE = """
+import json
+from django.conf import settings
+from django.core.files.storage import default_storage
+options = {key: getattr(default_storage, key) for key in ("bucket_name", "endpoint_url", "location", "region_name",
+                                                           "access_key", "querystring_expire", "default_acl")}
+options["addressing_style"] = default_storage.client_config.s3["addressing_style"]
+print(json.dumps({"backend": type(default_storage._wrapped).__name__, **options}))
+"""
+
+
+def test_media_on_s3_from_the_environment_alone():
+    done = run(READ_STORAGE, **PRODUCTION, MEDIA_STORAGE="s3", S3_ENDPOINT_URL="http://minio:9000",
+               S3_BUCKET="photos", S3_ACCESS_KEY_ID="key", S3_SECRET_ACCESS_KEY="secret", S3_REGION="eu-west-1",
+               S3_PREFIX="/site/", MEDIA_REDIRECT_SECONDS="120")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "backend": "S3Storage", "bucket_name": "photos", "endpoint_url": "http://minio:9000", "location": "site",
+        "region_name": "eu-west-1", "access_key": "key", "querystring_expire": 120, "default_acl": None,
+        "addressing_style": "path",
+    }  # fmt: skip
+    missing = run(READ_STORAGE, **PRODUCTION, MEDIA_STORAGE="s3")
+    assert missing.returncode != 0 and "S3_BUCKET" in missing.stderr

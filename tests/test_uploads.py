@@ -341,7 +341,7 @@ def test_the_migration_keeps_every_duplicate_photo_and_the_hash_of_the_oldest(us
     from django.db.migrations.executor import MigrationExecutor
 
     executor = MigrationExecutor(connection)
-    before = [("recognition", "0001_initial")]
+    before = [("recognition", "0002_stored_renditions")]
     latest = executor.loader.graph.leaf_nodes("recognition")
     executor.migrate(before)
     old_photo = MigrationExecutor(connection).loader.project_state(before).apps.get_model("recognition", "Photo")

@@ -13,6 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
+from jobs.make_renditions import make_photo_renditions, make_reference_renditions
 from recognition import engine
 from recognition.models import (
     Alert,
@@ -47,12 +48,13 @@ def fake_encoding(seed: int) -> bytes:
 @pytest.fixture
 def person(user) -> Person:
     obama = Person.objects.create(owner=user, name="Obama")
-    ReferencePhoto.objects.create(
+    reference = ReferencePhoto.objects.create(
         person=obama,
         image=upload_of("people/obama/portrait_2012.jpg"),
         status=ReferenceStatus.DONE,
         encoding=fake_encoding(1),
     )
+    make_reference_renditions(reference.pk)  # as the encoding job does
     return obama
 
 
@@ -72,7 +74,13 @@ def photo(user, person) -> Photo:
                         person=person, distance=0.335)  # fmt: skip
     Face.objects.create(photo=photo, top=60, left=300, bottom=160, right=400, encoding=fake_encoding(3))
     Alert.objects.create(owner=user, photo=photo, person=person, face=photo.faces.first(), distance=0.335)
+    make_photo_renditions(photo.pk)  # the web image and face crops, as the upload job makes them
+    photo.refresh_from_db()
     return photo
+
+
+def body(response) -> bytes:
+    return b"".join(response.streaming_content)
 
 
 @pytest.fixture
@@ -218,9 +226,10 @@ def test_web_rendition_is_upright(owner, user):
     # Stored 200x100 with EXIF orientation 6 (rotate 90° clockwise): upright it is 100x200.
     photo = Photo.objects.create(owner=user, image=ContentFile(jpeg(200, 100, orientation=6), name="r.jpg"),
                                  width=100, height=200, status=PhotoStatus.DONE)  # fmt: skip
+    make_photo_renditions(photo.pk)
     response = owner.get(reverse("photo-web", args=[photo.pk]))
     assert response["Content-Type"] == "image/jpeg" and "private" in response["Cache-Control"]
-    image = Image.open(io.BytesIO(response.content))
+    image = Image.open(io.BytesIO(body(response)))
     assert image.size == (100, 200)
     # The blue mark of the stored top-left corner is now at the top right.
     assert image.getpixel((90, 10))[2] > 150 and image.getpixel((10, 10))[2] < 100
@@ -232,10 +241,10 @@ def test_media_views_serve_the_right_files(owner, photo, person):
     assert 'filename="obama_biden.jpg"' in original["Content-Disposition"]
     thumb = owner.get(reverse("photo-thumbnail", args=[photo.pk]))
     assert Image.open(io.BytesIO(b"".join(thumb.streaming_content))).size == (40, 30)
-    crop = Image.open(io.BytesIO(owner.get(reverse("face-image", args=[photo.faces.first().pk])).content))
+    crop = Image.open(io.BytesIO(body(owner.get(reverse("face-image", args=[photo.faces.first().pk])))))
     assert max(crop.size) <= 200
     reference = owner.get(reverse("reference-image", args=[person.references.first().pk]))
-    assert max(Image.open(io.BytesIO(reference.content)).size) <= 400
+    assert max(Image.open(io.BytesIO(body(reference))).size) <= 400
 
 
 def test_thumbnail_is_not_found_until_the_job_made_it(owner, user):

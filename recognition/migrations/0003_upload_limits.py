@@ -35,7 +35,7 @@ def measure_references(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("recognition", "0001_initial")]
+    dependencies = [("recognition", "0002_stored_renditions")]
 
     operations = [
         migrations.AddField(
