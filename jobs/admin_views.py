@@ -11,8 +11,8 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 from redis.exceptions import RedisError
 
-from jobs import monitoring
-from jobs.enqueue import QUEUE_NAMES, pause_queue, resume_queue
+from jobs import charts, monitoring, recovery
+from jobs.enqueue import QUEUE_NAMES, UPLOADS, pause_queue, resume_queue
 
 
 def queues_page(request: HttpRequest) -> HttpResponse:
@@ -27,6 +27,8 @@ def queues_page(request: HttpRequest) -> HttpResponse:
             queues=monitoring.queue_figures(),
             workers=monitoring.workers(),
             failed_jobs=monitoring.failed_jobs(),
+            scheduler=recovery.scheduler_state(monitoring.connection(), UPLOADS),
+            charts=charts.windows(monitoring.connection()),
             media_check=monitoring.media_check(),
         )
     except RedisError as exc:

@@ -11,6 +11,7 @@ from django.utils import timezone
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
+from jobs import stats
 from jobs.enqueue import admit_waiting, enqueue_alert_delivery
 from recognition import engine, storage
 from recognition.matching import Gallery
@@ -51,6 +52,7 @@ def process_photo(photo_id: int) -> dict:
         raise
     finally:
         next_turn(photo.owner_id)
+    stats.note_photo("done", faces=len(analysis.faces))
     return {"photo": photo_id, "faces": len(analysis.faces)}
 
 
@@ -81,6 +83,7 @@ def fail_for_good(photo: Photo, reason: str) -> None:
     if job is not None:
         job.retries_left = 0
     photo.mark(PhotoStatus.FAILED, reason, processed_at=timezone.now())
+    stats.note_photo("failed")
     log.warning("photo %s failed: %s", photo.pk, reason)
 
 
@@ -90,3 +93,4 @@ def fail_or_retry(photo: Photo, reason: str) -> None:
         photo.mark(PhotoStatus.QUEUED, f"Retrying after a transient error: {reason}")
     else:
         photo.mark(PhotoStatus.FAILED, reason, processed_at=timezone.now())
+        stats.note_photo("failed")

@@ -54,13 +54,21 @@ class Outcome:
     held: list[int] = field(default_factory=list)  # lost, but the uploads queue is full: left waiting
     failed: list[int] = field(default_factory=list)  # lost mid-job too often: given up
     references: list[int] = field(default_factory=list)  # reference photos queued again
+    recent: int = 0  # unfinished photos queued within the grace period, left alone
+    grace: int = DEFAULT_GRACE
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"checked {self.checked} unfinished photos: queued {len(self.queued)} again, "
             f"{len(self.held)} left waiting (queue full), {len(self.failed)} marked failed; "
             f"queued {len(self.references)} reference photos again"
         )
+        if self.recent:
+            text += (
+                f"; left alone {self.recent} unfinished photo{'s' if self.recent != 1 else ''} queued within the "
+                f"last {self.grace} s (their job may still be on its way to Redis; --grace 0 includes them)"
+            )
+        return text
 
     def as_dict(self) -> dict:
         return {
@@ -69,6 +77,7 @@ class Outcome:
             "held": self.held,
             "failed": self.failed,
             "references": self.references,
+            "recent": self.recent,
         }
 
 
@@ -78,7 +87,7 @@ def max_attempts() -> int:
 
 def reconcile(grace: int = DEFAULT_GRACE, dry_run: bool = False) -> Outcome:
     """Queue again every unfinished photo whose job is gone; returns what it did."""
-    outcome = Outcome()
+    outcome = Outcome(grace=grace, recent=_recently_queued(grace))
     lost: list[int] = []
     dead: list[int] = []
     waiting: list[int] = []
@@ -155,14 +164,22 @@ def _is_lost(photo: dict, job_status: str | None) -> bool:
     return photo["started_at"] is None or photo["started_at"] < deadline
 
 
-def _unfinished_with_job_status(grace: int, batch_size: int = 1000) -> Iterator[tuple[dict, str | None]]:
-    """Unfinished photos (oldest first) with the status of their job in Redis, None when it is gone."""
+def _settled(grace: int) -> Q:
+    """Unfinished photos past the grace period: a photo queued more recently may be on its way to Redis."""
     cutoff = timezone.now() - timedelta(seconds=grace)
     settled = Q(status__in=[PhotoStatus.WAITING, PhotoStatus.PROCESSING]) | Q(queued_at__lt=cutoff)
-    settled |= Q(queued_at__isnull=True, created_at__lt=cutoff)
+    return settled | Q(queued_at__isnull=True, created_at__lt=cutoff)
+
+
+def _recently_queued(grace: int) -> int:
+    return Photo.objects.filter(status__in=UNFINISHED).exclude(_settled(grace)).count() if grace > 0 else 0
+
+
+def _unfinished_with_job_status(grace: int, batch_size: int = 1000) -> Iterator[tuple[dict, str | None]]:
+    """Unfinished photos (oldest first) with the status of their job in Redis, None when it is gone."""
     photos = list(
         Photo.objects.filter(status__in=UNFINISHED)
-        .filter(settled)
+        .filter(_settled(grace))
         .order_by("pk")
         .values("id", "status", "attempts", "started_at")
     )

@@ -40,12 +40,22 @@ def start(port: int, data_dir: Path, host: str = "127.0.0.1", **popen) -> subpro
 
 
 def wait_until_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    """Wait until Redis answers at url; given the process, until that very process answers (its pid in INFO),
+    so that something else on the port (an orphaned Redis, say) is not taken for it."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            client.ping()
-            return
+            if process is None:
+                client.ping()
+                return
+            info = client.info()  # INFO answers while the append-only file loads: wait for that too
+            if info["process_id"] == process.pid and not info.get("loading"):
+                return
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"redis-server exited with code {process.returncode}: another process answers at {url}"
+                )
         except redis.exceptions.BusyLoadingError:
             pass  # loading the append-only file
         except redis.exceptions.ConnectionError:

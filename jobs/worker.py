@@ -1,7 +1,8 @@
 """The RQ worker class: loads the face models once, in the parent, before any work horse is forked.
 
-It also honours paused queues (RQ itself can only suspend whole workers) and keeps the periodic
-`reconcile` job scheduled.
+It also honours paused queues (RQ itself can only suspend whole workers), keeps the periodic
+`reconcile` job scheduled, recovers quickly from a crash (jobs/recovery.py) and records each job's
+figures (jobs/stats.py).
 """
 
 from __future__ import annotations
@@ -9,18 +10,22 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import time
 
 from django.conf import settings
 from django.db import connections
 from redis.exceptions import ConnectionError, TimeoutError
 from rq import Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.queue import Queue
 from rq.worker import WorkerStatus
 
+from jobs import recovery, stats
 from jobs.enqueue import paused_queues
 from jobs.redis_outage import RidesOutRedisOutages
+from jobs.supervisor import die_with_parent
 from recognition import engine
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,9 @@ class FaceWorker(RidesOutRedisOutages, Worker):
     pause_check_interval = 5
     # And makes sure the next reconcile run is scheduled this often (seconds): one HGET each time.
     reconcile_check_interval = 5
+    # Crash recovery (a dead scheduler's lock, jobs of dead workers) and the queue depth sample, this often.
+    recovery_interval = 5
+    depth_sample_interval = 60
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -41,6 +49,63 @@ class FaceWorker(RidesOutRedisOutages, Worker):
         # Face work yields the CPU to the web server: uploads stay quick while workers are saturated.
         os.nice(settings.WORKER_NICENESS)
         self._reconcile_checked_at = -math.inf
+        self._recovered_at = self._depth_sampled_at = -math.inf
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's, with our scheduler class, after releasing a lock that a crashed scheduler left behind."""
+        self.scheduler = recovery.Scheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        recovery.release_dead_scheduler_locks(self.connection, self.queue_names(), self.scheduler.interval + 60)
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if burst:
+            try:
+                self.scheduler.register_birth()
+                self.scheduler.enqueue_scheduled_jobs()
+            finally:
+                self.scheduler.release_locks()
+                self.scheduler.register_death()
+        else:
+            self.scheduler.start()
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        die_with_parent(signal.SIGKILL)  # a horse outliving its worker would run a job nobody watches
+        super().main_work_horse(job, queue)
+
+    def perform_job(self, job: Job, queue: Queue, execution) -> bool:
+        """RQ's, in the work horse; then the job's figures go to Redis and its line to the log."""
+        stats.clear_note()
+        ok = False
+        try:
+            ok = super().perform_job(job, queue, execution)
+            return ok
+        finally:
+            try:
+                stats.record_job(self.connection, job, queue.name)
+            except Exception:  # figures must never fail a job
+                log.warning("Worker %s: could not record the figures of job %s", self.name, job.id, exc_info=True)
+            started = job.started_at.timestamp() if job.started_at else time.time()
+            duration_ms = round((time.time() - started) * 1000)
+            fields = {"job_id": job.id, "queue": queue.name, "photo_id": job.meta.get("photo_id")}
+            outcome = "finished" if ok else "failed"
+            log.info("job %s %s in %d ms", job.id, outcome, duration_ms, extra={**fields, "duration_ms": duration_ms})
+
+    def register_birth(self) -> None:
+        super().register_birth()
+        recovery.mark_host(self)  # so that a worker of this machine can tell, after a crash, that it is dead
 
     def fork_work_horse(self, job, queue) -> None:
         # A forked child must not share the parent's database socket.
@@ -60,6 +125,8 @@ class FaceWorker(RidesOutRedisOutages, Worker):
                 step = max(1, min(step, math.ceil(left)))
             try:
                 self._keep_reconcile_scheduled()
+                if step is not None:  # not in burst mode
+                    self._housekeeping()
                 active = [queue for queue in everything if queue.name not in paused_queues(self.connection)]
                 if not active and step is not None:
                     self.set_state(WorkerStatus.IDLE)
@@ -121,3 +188,20 @@ class FaceWorker(RidesOutRedisOutages, Worker):
             # RQ's work loop quits on any exception from here: log it and try again next time instead.
             log.exception("Worker %s: could not schedule reconcile", self.name)
         self._reconcile_checked_at = time.monotonic()
+
+    def _housekeeping(self) -> None:
+        """Every few seconds while idle: recover from a crash, sample the queue depths for the charts."""
+        now = time.monotonic()
+        try:
+            if now - self._recovered_at >= self.recovery_interval:
+                self._recovered_at = now
+                recovery.keep_scheduler_running(self)
+                recovery.retry_jobs_of_dead_workers(self.connection, self.queue_names())
+            if now - self._depth_sampled_at >= self.depth_sample_interval:
+                self._depth_sampled_at = now
+                stats.sample_depth(self.connection)
+        except (ConnectionError, TimeoutError):
+            raise  # the caller waits for Redis
+        except Exception:
+            # As for reconcile: RQ's work loop would quit on it; log it and try again next time instead.
+            log.exception("Worker %s: housekeeping failed", self.name)

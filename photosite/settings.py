@@ -11,6 +11,8 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from photosite import logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 
@@ -51,6 +53,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_rq",
     "recognition",
     "jobs",
@@ -227,6 +231,8 @@ JOB_RETRY_INTERVALS = [int(s) for s in env_list("JOB_RETRY_INTERVALS", "10,60,30
 RQ_QUEUES = {name: {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT} for name in ("high", "default", "low")}
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "jobs.worker.FaceWorker"}
 RQ_SHOW_ADMIN_LINK = True
+# GET /metrics/ answers staff sessions, and requests with `Authorization: Bearer <METRICS_TOKEN>` when set.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # How often the worker's scheduler runs `reconcile` (seconds).
 RECONCILE_INTERVAL = env_int("RECONCILE_INTERVAL", 300)
 
@@ -247,6 +253,24 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "recognition.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "photosite.openapi.AutoSchema",
+}
+# The OpenAPI schema at /api/schema/ and Swagger UI at /api/docs/, served from the sidecar package (no CDN).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "photosite API",
+    "DESCRIPTION": "Upload photos, manage the people you know, read the alerts. Token or session auth.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # like the rest of the API
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "PhotoStatusEnum": "recognition.models.PhotoStatus",
+        "ReferenceStatusEnum": "recognition.models.ReferenceStatus",
+        "DeliveryStatusEnum": "recognition.models.DeliveryStatus",
+    },
 }
 
 # Production hardening; `manage.py check --deploy` is clean with DEBUG off.
@@ -254,6 +278,7 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]  # load balancers check over plain HTTP
 if env_bool("BEHIND_HTTPS_PROXY", False):
     # Only behind a proxy that sets (and strips from clients) X-Forwarded-Proto; otherwise it is spoofable.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -263,11 +288,9 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = env_list("SILENCED_SYSTEM_CHECKS", "")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# LOG_FORMAT=json: one JSON object per line, with photo_id, job_id, queue and duration_ms on job lines.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT is plain or json")
+LOGGING = logs.logging_config(os.environ.get("LOG_LEVEL", "INFO"))
+LOGGING_CONFIG = "photosite.logs.configure"

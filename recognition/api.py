@@ -7,6 +7,7 @@ import math
 
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -15,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
+from photosite.openapi import error
 from recognition import curation
 from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto
 from recognition.uploads import UploadRejected
@@ -106,11 +108,70 @@ class AlertSerializer(serializers.ModelSerializer):
         fields = ["id", "photo", "face", "person", "distance", "seen", "created_at", "webhook_status"]
 
 
+class UploadSerializer(serializers.Serializer):
+    """A multipart upload: the photo in the field `image`."""
+
+    image = serializers.FileField(help_text="JPEG, PNG, GIF, WebP, BMP, TIFF or HEIC, at most PHOTO_MAX_BYTES")
+
+
+class UploadAnswerSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=PhotoStatus.choices)
+    url = serializers.URLField()
+    duplicate = serializers.BooleanField(help_text="true: this file was uploaded before; this is its photo")
+    message = serializers.CharField(required=False, help_text="Why the photo waits, or that it is a duplicate")
+
+
+class PhotoStateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=PhotoStatus.choices)
+
+
+class ReferenceAnswerSerializer(ReferenceSerializer):
+    message = serializers.CharField(required=False, help_text="Set when the encoding waits for the job queue")
+
+    class Meta(ReferenceSerializer.Meta):
+        fields = [*ReferenceSerializer.Meta.fields, "message"]
+
+
+class SeenSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    seen = serializers.BooleanField()
+
+
+TOO_LARGE = error("The file is larger than PHOTO_MAX_BYTES (refused from Content-Length, before the body)")
+NOT_AN_IMAGE = error("Not an image, an empty file, or no file in `image`")
+STORAGE_DOWN = error("Media storage is unavailable; nothing was stored. Try again after Retry-After seconds")
+
+
+def _fake(view) -> bool:
+    """The schema generator calls get_queryset without a user."""
+    return getattr(view, "swagger_fake_view", False)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("status", enum=PhotoStatus.values, description="only photos with this status")]
+    ),
+    create=extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        responses={
+            202: OpenApiResponse(UploadAnswerSerializer, description="Stored and queued (or waiting: see message)"),
+            200: OpenApiResponse(UploadAnswerSerializer, description="A file you uploaded before: its photo"),
+            400: NOT_AN_IMAGE,
+            413: TOO_LARGE,
+            503: STORAGE_DOWN,
+        },
+    ),
+    reprocess=extend_schema(request=None, responses={202: PhotoStateSerializer}),
+)
 class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = PhotoSerializer
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def get_queryset(self):
+        if _fake(self):
+            return Photo.objects.none()
         photos = Photo.objects.filter(owner=self.request.user).prefetch_related("faces__person")
         wanted = self.request.query_params.get("status")
         return photos.filter(status=wanted) if wanted else photos
@@ -143,11 +204,19 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return Response({"id": photo.pk, "status": photo.status}, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(
+    references=extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        responses={202: ReferenceAnswerSerializer, 400: NOT_AN_IMAGE, 413: TOO_LARGE, 503: STORAGE_DOWN},
+    ),
+)
 class PersonViewSet(viewsets.ModelViewSet):
     serializer_class = PersonSerializer
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self):
+        if _fake(self):
+            return Person.objects.none()
         people = Person.objects.filter(owner=self.request.user).prefetch_related("references")
         return people.annotate(faces_total=Count("faces")).order_by("name", "id")
 
@@ -172,10 +241,16 @@ class PersonViewSet(viewsets.ModelViewSet):
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(
+    list=extend_schema(parameters=[OpenApiParameter("unseen", bool, description="only alerts not yet seen")]),
+    seen=extend_schema(request=None, responses={200: SeenSerializer}),
+)
 class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = AlertSerializer
 
     def get_queryset(self):
+        if _fake(self):
+            return Alert.objects.none()
         alerts = Alert.objects.filter(owner=self.request.user).select_related("person")
         if self.request.query_params.get("unseen"):
             alerts = alerts.filter(seen=False)

@@ -150,3 +150,21 @@ def test_a_reference_photo_whose_job_is_gone_is_encoded_after_all(api, redis_ser
     run_jobs()
     reference.refresh_from_db()
     assert reference.status == ReferenceStatus.DONE
+
+
+def test_photos_queued_within_the_grace_period_are_counted_and_the_way_to_include_them_is_said(api, redis_server):
+    for name in ("nofaces/cat.png", "nofaces/coffee.jpg"):
+        api.post("/api/photos/", {"image": upload_of(name)})
+    redis_server.client().flushall()
+    out = StringIO()
+    call_command("reconcile", stdout=out)
+    assert (
+        out.getvalue()
+        .strip()
+        .endswith(
+            "queued 0 again, 0 left waiting (queue full), 0 marked failed; queued 0 reference photos again; "
+            "left alone 2 unfinished photos queued within the last 60 s "
+            "(their job may still be on its way to Redis; --grace 0 includes them)"
+        )
+    )
+    assert "queued 2 again" in run_reconcile()

@@ -21,8 +21,8 @@ from tests.conftest import upload_of
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SECRET = "zebulon"  # in the owner's photo name and person name: another user must never see it
-PUBLIC = {"login", "logout", "signup"}  # the only names an anonymous visitor may use
-STAFF_ONLY_PREFIXES = ("admin/", "api/queues/")
+PUBLIC = {"login", "logout", "signup", "health"}  # the only names an anonymous visitor may use
+STAFF_ONLY_PREFIXES = ("admin/", "api/queues/", "metrics/")
 WRITE_METHODS = ("post", "put", "patch", "delete")
 
 
