@@ -8,7 +8,7 @@ PORT ?= 8000
 QUICK ?=
 export HOST PORT
 
-.PHONY: install install-dev run test bench lint format superuser browser clean
+.PHONY: install install-dev run test bench lint format superuser browser axe clean
 
 install: $(VENV)/.installed
 
@@ -47,7 +47,18 @@ browser:
 		echo "Installing Debian's chromium for the browser test"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install-dev browser
+# axe-core (accessibility rules) from the npm registry, injected into pages by the browser tests.
+AXE_VERSION ?= 4.14.1
+AXE := var/axe/node_modules/axe-core/axe.min.js
+axe: $(AXE)
+
+$(AXE):
+	@command -v npm >/dev/null || { echo "Installing Debian's npm for axe-core"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+	mkdir -p var/axe
+	cd var/axe && npm install --no-audit --no-fund --silent --save-exact --prefix . axe-core@$(AXE_VERSION)
+
+test: install-dev browser $(AXE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-dev

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import accuracy, workset  # accuracy sets Django up
+from benchmarks import accuracy, grouping, workset  # accuracy sets Django up
 from benchmarks.local import cli, engine_loop, naive_loop
 from benchmarks.match_speed import gallery_speed
 from benchmarks.s3 import s3_media
@@ -116,7 +116,7 @@ def load_workset(plan: Plan, figures: dict) -> tuple[Path, list]:
 
 
 # Parts that `--only` runs alone (the shared machine may not afford the whole run).
-PARTS = {"s3": s3_media}
+PARTS = {"s3": s3_media, "grouping": lambda folder, photos: grouping.run()}
 
 
 def measure_part(plan: Plan, part: str) -> dict:
@@ -141,6 +141,7 @@ def measure(plan: Plan) -> dict:
     step("matching", figures, lambda: gallery_speed(list(plan.gallery_sizes)))
     step("accuracy", figures, accuracy.run)
     step("s3", figures, lambda: s3_media(folder, photos))
+    step("grouping", figures, grouping.run)
     # Recall on the photos the naive loop ran, for a like-for-like comparison.
     subset = photos[: plan.naive_photos]
     figures["pipeline_recall_naive_subset"] = workset.recall(subset, figures["pipeline_boxes"])
@@ -159,6 +160,13 @@ class Target:
 
 def ratio(figures: dict, a: str, b: str) -> float:
     return figures[a] / figures[b] if figures.get(b) else float("inf")
+
+
+def grouping_holds(f: dict) -> bool:
+    return all(
+        f[f"groups_pure{run}"] == 1.0 and f[f"stranger_groups{run}"] == 0 and f[f"groups_recall{run}"] >= 0.8
+        for run in ("", "_variants")
+    )
 
 
 def targets(plan: Plan) -> list[Target]:
@@ -215,6 +223,25 @@ def targets(plan: Plan) -> list[Target]:
             lambda f: f"{f['true_matches']}/{f['true_probes']}, {f['stranger_false_matches']}/{f['strangers']}",
         ),
         Target(
+            "grouping: pure 1.0, no stranger group, recall >= 0.8 (with portrait variants too)",
+            grouping_holds,
+            lambda f: (
+                f"pure {f['groups_pure']:.2f} / {f['groups_pure_variants']:.2f}, "
+                f"recall {f['groups_recall']:.2f} / {f['groups_recall_variants']:.2f}, "
+                f"stranger groups {f['stranger_groups']} / {f['stranger_groups_variants']}"
+            ),
+        ),
+        Target(
+            "group one photo's faces against 100,000 < 100 ms",
+            lambda f: f["group_incremental_ms_100000"] < 100,
+            lambda f: f"{f['group_incremental_ms_100000']:.0f} ms (10,000: {f['group_incremental_ms_10000']:.0f} ms)",
+        ),
+        Target(
+            "full regrouping of 100,000 faces < 60 s and < 1 GB",
+            lambda f: f["group_full_s_100000"] < 60 and f["group_full_mb_100000"] < 1024,
+            lambda f: f"{f['group_full_s_100000']:.1f} s, {f['group_full_mb_100000']:.0f} MB",
+        ),
+        Target(
             f"whole run < {plan.budget_s // 60} min",
             lambda f: f["bench_seconds"] < plan.budget_s,
             lambda f: f"{f['bench_seconds'] / 60:.1f} min",
@@ -258,6 +285,17 @@ ROWS = [
     ("pipeline_photos_per_s_local_media", "Pipeline, 2 workers, media on local disk", "{:.2f} photos/s"),
     ("pipeline_photos_per_s_s3_media", "Pipeline, 2 workers, media on S3 (same photos)", "{:.2f} photos/s"),
     ("true_matches", "Accuracy: true matches (of 4)", "{}"),
+    ("groups_pure", "Grouping: shown groups holding one person", "{:.3f}"),
+    ("groups_recall", "Grouping: faces of people with 3+ faces in their group", "{:.3f}"),
+    ("stranger_groups", "Grouping: groups of strangers (1,000 portraits)", "{}"),
+    ("groups_pure_variants", "Grouping with 2 variants per portrait: pure", "{:.3f}"),
+    ("groups_recall_variants", "Grouping with variants: recall", "{:.3f}"),
+    ("stranger_groups_variants", "Grouping with variants: stranger groups", "{}"),
+    ("group_incremental_ms_10000", "Group one photo's faces, 10,000 faces", "{:.1f} ms"),
+    ("group_incremental_ms_100000", "Group one photo's faces, 100,000 faces", "{:.1f} ms"),
+    ("group_full_s_10000", "Full regrouping, 10,000 faces", "{:.1f} s"),
+    ("group_full_s_100000", "Full regrouping, 100,000 faces", "{:.1f} s"),
+    ("group_full_mb_100000", "Full regrouping, 100,000 faces, peak RSS", "{:.0f} MB"),
     ("stranger_false_matches", "Accuracy: strangers matched (of 100)", "{}"),
     ("bench_seconds", "Whole run", "{:.0f} s"),
 ]

@@ -1,4 +1,7 @@
-"""The gallery job: encode a reference photo of a known person, then re-match the owner's photos."""
+"""The gallery job: encode a reference photo of a known person, then re-match the owner's photos.
+
+A photo with several faces is not guessed at: it waits in CHOOSE until the user picks the face.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ def encode_reference(reference_id: int) -> dict:
         with storage.open_for_reading(reference.image.name) as source:
             analysis = engine.detect_faces(source)
         reference.store_thumbnail(analysis.preview)  # shown even when no face is found
-        face = engine.largest_face(analysis)
+        found = engine.reference_faces(analysis)
     except engine.UnreadableImage as exc:
         job = get_current_job()
         if job is not None:
@@ -32,8 +35,7 @@ def encode_reference(reference_id: int) -> dict:
             ReferencePhoto.objects.filter(pk=reference_id).update(status=ReferenceStatus.FAILED, error=error)
         raise
     with transaction.atomic():
-        ReferencePhoto.objects.filter(pk=reference_id).update(
-            status=ReferenceStatus.DONE, error=analysis.note, encoding=engine.encoding_to_bytes(face.encoding)
-        )
-        enqueue_rematch(reference.person.owner_id)
-    return {"reference": reference_id, "box": face.box.as_dict()}
+        reference.store_faces(found, analysis.width, note=analysis.note)
+        if reference.status == ReferenceStatus.DONE:
+            enqueue_rematch(reference.person.owner_id)
+    return {"reference": reference_id, "status": reference.status, "faces": [f.box.as_dict() for f in found]}

@@ -17,7 +17,7 @@ from django.utils import timezone
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry, Worker
-from rq.job import Job
+from rq.job import Dependency, Job, JobStatus
 
 from recognition.models import Photo, PhotoStatus, ReferencePhoto
 
@@ -257,18 +257,30 @@ def enqueue_reference(reference_id: int) -> None:
 
 
 def enqueue_rematch(owner_id: int, photo_ids: list[int] | None = None, queue: str = GALLERY) -> None:
-    """Re-match stored encodings of a user's photos (all, or the ones given) without detecting again."""
+    """Re-match stored encodings of a user's photos (all, or the ones given) without detecting again.
+
+    The photos are marked rematch_pending until the job has matched them, so the gallery says
+    "matching..." rather than showing names that are about to change.
+    """
+    photos = Photo.objects.filter(owner_id=owner_id, status=PhotoStatus.DONE)
+    if photo_ids is not None:
+        photos = photos.filter(pk__in=photo_ids)
+    photos.filter(rematch_pending=False).update(rematch_pending=True)
 
     def push() -> None:
-        get_queue(queue).enqueue_call(
-            "jobs.rematch.rematch_faces",
-            args=(owner_id, photo_ids),
-            timeout=settings.JOB_TIMEOUT,
-            retry=retry_policy(),
-            description=f"re-match faces of user {owner_id}",
-        )
+        try:
+            get_queue(queue).enqueue_call(
+                "jobs.rematch.rematch_faces",
+                args=(owner_id, photo_ids),
+                timeout=settings.JOB_TIMEOUT,
+                retry=retry_policy(),
+                description=f"re-match faces of user {owner_id}",
+            )
+        except RedisError as exc:
+            # Redis down: the re-match waits for the next gallery change or `reprocess --rematch-only`.
+            log.warning("Redis unavailable, re-match of user %s skipped: %s", owner_id, exc)
+            photos.update(rematch_pending=False)
 
-    # Redis down: the re-match waits for the next gallery change or `reprocess --rematch-only`.
     transaction.on_commit(push, robust=True)
 
 
@@ -326,3 +338,57 @@ def enqueue_renditions(kind: str, object_id: int) -> bool:
         log.warning("Redis unavailable, the pictures of %s %s are made later: %s", kind, object_id, exc)
         return False
     return True
+
+
+def grouping_job_ids(owner_id: int) -> tuple[str, str]:
+    """The owner's grouping job, and the one that waits for it when new faces arrive while it runs."""
+    return f"group-faces-{owner_id}", f"group-faces-{owner_id}-next"
+
+
+WAITING_STATUSES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+
+
+def enqueue_grouping(owner_id: int) -> None:
+    """Group the owner's new unknown faces: at most one pending run per owner, so 500 uploads make a few runs.
+
+    A pending run (queued or deferred) will see every face committed before it starts: nothing to add.
+    While one runs, the next waits for it (an RQ dependency); the job also takes a per-owner lock.
+    """
+
+    def push() -> None:
+        queue = get_queue(GALLERY)
+        ids = grouping_job_ids(owner_id)
+        jobs = Job.fetch_many(ids, connection=queue.connection)
+        statuses = [job.get_status(refresh=False) if job else None for job in jobs]
+        if any(status in WAITING_STATUSES for status in statuses):
+            return
+        running = [job for job, status in zip(jobs, statuses, strict=True) if status == JobStatus.STARTED]
+        free = [job_id for job_id, status in zip(ids, statuses, strict=True) if status != JobStatus.STARTED]
+        if not free:  # both started: the second waits on the lock and will see these faces
+            return
+        queue.enqueue_call(
+            "jobs.group_faces.group_faces",
+            args=(owner_id,),
+            job_id=free[0],
+            depends_on=Dependency(jobs=running, allow_failure=True) if running else None,
+            timeout=settings.JOB_TIMEOUT,
+            result_ttl=600,
+            description=f"group new faces of user {owner_id}",
+            meta={"owner_id": owner_id},
+        )
+
+    # Redis down: the faces wait, unseen, for the next run (any new photo) or `manage.py group_faces`.
+    transaction.on_commit(push, robust=True)
+
+
+def enqueue_regrouping(owner_id: int, queue: str = BULK) -> Job:
+    """Regroup every unknown face of the owner (bulk work: low queue); its progress is in job.meta."""
+    return get_queue(queue).enqueue_call(
+        "jobs.group_faces.regroup_faces",
+        args=(owner_id,),
+        job_id=f"regroup-faces-{owner_id}",
+        timeout=max(settings.JOB_TIMEOUT, 3600),
+        result_ttl=3600,
+        description=f"regroup every unknown face of user {owner_id}",
+        meta={"owner_id": owner_id, "progress": 0.0},
+    )

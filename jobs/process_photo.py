@@ -12,10 +12,10 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from jobs import stats
-from jobs.enqueue import admit_waiting, enqueue_alert_delivery
+from jobs.enqueue import admit_waiting, enqueue_alert_delivery, enqueue_grouping
 from recognition import engine, storage
 from recognition.matching import Gallery
-from recognition.models import Photo, PhotoStatus
+from recognition.models import Photo, PhotoStatus, TakenAtSource
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,21 @@ def store_results(photo: Photo, analysis: engine.Analysis) -> None:
     with transaction.atomic():
         photo.replace_faces(analysis, crops)
         alerts = photo.apply_matches(Gallery.for_owner(photo.owner_id))
-        photo.mark(PhotoStatus.DONE, analysis.note, processed_at=timezone.now())
+        when = capture_date(photo, analysis)
+        photo.mark(PhotoStatus.DONE, analysis.note, processed_at=timezone.now(), rematch_pending=False, **when)
     for alert in alerts:
         enqueue_alert_delivery(alert.pk)
+    enqueue_grouping(photo.owner_id)
+
+
+def capture_date(photo: Photo, analysis: engine.Analysis) -> dict:
+    """taken_at from the camera (a time without offset is taken as TIME_ZONE's), else the upload time."""
+    taken = analysis.taken_at
+    if taken is None:
+        return {"taken_at": photo.created_at, "taken_at_source": TakenAtSource.UPLOAD}
+    if timezone.is_naive(taken):
+        taken = timezone.make_aware(taken, timezone.get_default_timezone())
+    return {"taken_at": taken, "taken_at_source": TakenAtSource.EXIF}
 
 
 def next_turn(owner_id: int) -> None:

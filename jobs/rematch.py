@@ -18,6 +18,7 @@ def rematch_faces(owner_id: int, photo_ids: list[int] | None = None, batch_size:
     for photo in photos.iterator(chunk_size=batch_size):
         with transaction.atomic():
             created = photo.apply_matches(gallery)
+            Photo.objects.filter(pk=photo.pk, rematch_pending=True).update(rematch_pending=False)
         for alert in created:
             enqueue_alert_delivery(alert.pk)
         count += 1

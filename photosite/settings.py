@@ -219,6 +219,16 @@ FACES_MAX_PER_PHOTO = env_int("FACES_MAX_PER_PHOTO", 100)
 FACES_MATCH_DISTANCE = env_float("FACES_MATCH_DISTANCE", 0.55)
 FACES_MATCH_MARGIN = env_float("FACES_MATCH_MARGIN", 0.1)
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 400)
+# Grouping unknown faces into people to name (recognition.grouping, README "Who is this?"): faces within
+# FACES_GROUP_DISTANCE link into one group; a face also joins a group when it is within
+# FACES_GROUP_JOIN_DISTANCE of FACES_GROUP_JOIN_VOTES of its faces (or of half of a smaller group).
+# Groups under FACES_GROUP_MIN_FACES are not shown; a group within FACES_GROUP_SUGGEST_DISTANCE of a known
+# person (on average over its faces) is shown with "Looks like <person>?".
+FACES_GROUP_MIN_FACES = env_int("FACES_GROUP_MIN_FACES", 3)
+FACES_GROUP_DISTANCE = env_float("FACES_GROUP_DISTANCE", 0.45)
+FACES_GROUP_JOIN_DISTANCE = env_float("FACES_GROUP_JOIN_DISTANCE", 0.53)
+FACES_GROUP_JOIN_VOTES = env_int("FACES_GROUP_JOIN_VOTES", 3)
+FACES_GROUP_SUGGEST_DISTANCE = env_float("FACES_GROUP_SUGGEST_DISTANCE", 0.6)
 
 # Redis and RQ: Redis is only transport; the database is the source of truth.
 EMBEDDED_REDIS_PORT = env_int("EMBEDDED_REDIS_PORT", 6380)

@@ -14,6 +14,7 @@ router = DefaultRouter()
 router.register("photos", api.PhotoViewSet, basename="api-photo")
 router.register("people", api.PersonViewSet, basename="api-person")
 router.register("alerts", api.AlertViewSet, basename="api-alert")
+router.register("groups", api.GroupViewSet, basename="api-group")
 
 urlpatterns = [
     path("admin/queues/", include(queue_admin.urls)),

@@ -15,7 +15,17 @@ from redis.exceptions import RedisError
 
 from jobs.enqueue import GALLERY, enqueue_alert_delivery, enqueue_photos, enqueue_reference, enqueue_rematch_many
 from recognition.forms import AdminSignInForm
-from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus, UserSettings
+from recognition.models import (
+    Alert,
+    Face,
+    FaceGroup,
+    Person,
+    Photo,
+    PhotoStatus,
+    ReferencePhoto,
+    ReferenceStatus,
+    UserSettings,
+)  # fmt: skip
 from recognition.views import serve
 
 # The admin's sign-in page is held by the same brute-force limits as the site's (recognition.signin).
@@ -143,13 +153,14 @@ class PhotoAdmin(admin.ModelAdmin):
 
 @admin.register(Face)
 class FaceAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "photo_link", "owner", "person", "distance", "named_by_user", "box"]
-    list_filter = ["named_by_user", ("person", admin.EmptyFieldListFilter)]
+    list_display = ["__str__", "photo_link", "owner", "person", "distance", "named_by_user", "group", "box"]
+    list_filter = ["named_by_user", ("person", admin.EmptyFieldListFilter), ("group", admin.EmptyFieldListFilter)]
     search_fields = ["photo__original_name", "person__name", "photo__owner__username"]
     list_select_related = ["photo__owner", "person"]
     raw_id_fields = ["photo", "person"]
-    readonly_fields = ["photo", "top", "right", "bottom", "left", "distance"]
-    fields = ["photo", "top", "right", "bottom", "left", "person", "distance", "named_by_user", "rejected_people"]
+    readonly_fields = ["photo", "top", "right", "bottom", "left", "distance", "group"]
+    fields = ["photo", "top", "right", "bottom", "left", "person", "distance", "named_by_user", "rejected_people",
+              "group"]  # fmt: skip
     filter_horizontal = ["rejected_people"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -270,3 +281,24 @@ class UserSettingsAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]
     readonly_fields = ["webhook_secret"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+
+@admin.register(FaceGroup)
+class FaceGroupAdmin(admin.ModelAdmin):
+    """Groups of unknown faces ("Who is this?"), for staff to look at; users decide about them on the site."""
+
+    list_display = ["__str__", "owner", "size", "hidden", "kept", "created_at", "updated_at"]
+    list_filter = ["hidden", "kept", ("owner", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["owner__username"]
+    list_select_related = ["owner"]
+    fields = readonly_fields = ["owner", "size", "hidden", "kept", "created_at", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # groups come from the grouping jobs
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[FaceGroup]:
+        return super().get_queryset(request).with_size()
+
+    @admin.display(description="faces that match nobody", ordering="size")
+    def size(self, group: FaceGroup) -> int:
+        return group.size

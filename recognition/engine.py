@@ -11,6 +11,7 @@ import os
 import struct
 import warnings
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import IO
 
 import numpy as np
@@ -73,6 +74,7 @@ class Analysis:
     faces: list[DetectedFace] = field(default_factory=list)
     preview: Image.Image | None = field(default=None, repr=False)  # the decoded, downscaled image
     found: int = 0  # faces detected; more than len(faces) when past FACES_MAX_PER_PHOTO
+    taken_at: datetime | None = None  # from EXIF; naive when the camera gave no offset
 
     @property
     def note(self) -> str:
@@ -148,7 +150,9 @@ def open_image(source: IO[bytes] | bytes | str, max_side: int | None = None) -> 
     """
     image = _read(source)
     try:
-        orientation = image.getexif().get(0x0112, 1)
+        exif = image.getexif()
+        taken_at = capture_time(exif)
+        orientation = exif.get(0x0112, 1)
         width, height = image.size
         if orientation in (5, 6, 7, 8):
             width, height = height, width
@@ -162,11 +166,49 @@ def open_image(source: IO[bytes] | bytes | str, max_side: int | None = None) -> 
             image = _to_rgb(image)
         if max_side and max(image.size) > max_side:
             image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+        image.info["taken_at"] = taken_at  # the transposed copy has lost the EXIF it came from
     except UnreadableImage:
         raise
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as exc:
-        raise UnreadableImage(f"image data is damaged or incomplete ({exc})") from exc
+        raise UnreadableImage(damage_in_plain_words(exc)) from exc
     return image, width, height
+
+
+def damage_in_plain_words(exc: Exception) -> str:
+    """What went wrong decoding, for a person rather than a programmer (Pillow's words go to the log)."""
+    text = str(exc).lower()
+    if isinstance(exc, EOFError) or "truncated" in text or "end of" in text or "ended" in text:
+        return "this file is damaged (it ends early)"
+    return "this file is damaged (its image data cannot be read)"
+
+
+EXIF_IFD = 0x8769
+DATETIME_ORIGINAL, DATETIME_DIGITIZED, OFFSET_TIME_ORIGINAL = 0x9003, 0x9004, 0x9011
+
+
+def capture_time(exif: Image.Exif) -> datetime | None:
+    """EXIF DateTimeOriginal (else DateTimeDigitized), aware when OffsetTimeOriginal is given; None when
+    absent or unreadable. (DateTime is when the file was last edited, not when the photo was taken.)"""
+    try:
+        details = exif.get_ifd(EXIF_IFD)
+    except Exception:  # a damaged EXIF block is no reason to lose the photo
+        details = {}
+    text = details.get(DATETIME_ORIGINAL) or details.get(DATETIME_DIGITIZED)
+    if not isinstance(text, str):
+        return None
+    try:
+        taken = datetime.strptime(text.strip().rstrip("\x00")[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None  # "0000:00:00 00:00:00" and other placeholders
+    offset = details.get(OFFSET_TIME_ORIGINAL)
+    if isinstance(offset, str) and len(offset.strip()) >= 6 and offset.strip()[0] in "+-":
+        try:
+            sign = -1 if offset.strip()[0] == "-" else 1
+            hours, minutes = int(offset.strip()[1:3]), int(offset.strip()[4:6])
+            taken = taken.replace(tzinfo=timezone(sign * timedelta(hours=hours, minutes=minutes)))
+        except ValueError:
+            pass
+    return taken
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -203,8 +245,9 @@ def detect_faces(source: IO[bytes] | bytes | str) -> Analysis:
     locations = face_recognition.face_locations(
         pixels, number_of_times_to_upsample=settings.FACES_UPSAMPLE, model="hog"
     )
+    taken_at = image.info.get("taken_at")
     if not locations:
-        return Analysis(width=width, height=height, preview=image)
+        return Analysis(width=width, height=height, preview=image, taken_at=taken_at)
     found = len(locations)
     if found > settings.FACES_MAX_PER_PHOTO:
         # Encoding costs about 60 ms a face: a photo tiled with hundreds of faces must not hold a worker.
@@ -215,7 +258,7 @@ def detect_faces(source: IO[bytes] | bytes | str) -> Analysis:
         DetectedFace(box=_scale_box(loc, scale, width, height), encoding=np.asarray(enc, dtype=ENCODING_DTYPE))
         for loc, enc in zip(locations, encodings, strict=True)
     ]
-    return Analysis(width=width, height=height, faces=faces, preview=image, found=found)
+    return Analysis(width=width, height=height, faces=faces, preview=image, found=found, taken_at=taken_at)
 
 
 def _location_area(location: tuple[int, int, int, int]) -> int:
@@ -224,14 +267,19 @@ def _location_area(location: tuple[int, int, int, int]) -> int:
 
 
 def encode_reference(source: IO[bytes] | bytes | str) -> DetectedFace:
-    """The largest face of a reference photo."""
+    """The largest face of a reference photo (benchmarks; the site lets the user choose among several)."""
     return largest_face(detect_faces(source))
 
 
 def largest_face(analysis: Analysis) -> DetectedFace:
+    return max(reference_faces(analysis), key=lambda face: face.box.area)
+
+
+def reference_faces(analysis: Analysis) -> list[DetectedFace]:
+    """Every face of a reference photo (at least one): with several, the user says which is theirs."""
     if not analysis.faces:
         raise UnreadableImage("no face found in this reference photo")
-    return max(analysis.faces, key=lambda face: face.box.area)
+    return analysis.faces
 
 
 def encoding_to_bytes(encoding: np.ndarray) -> bytes:

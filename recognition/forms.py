@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
 from recognition import signin
-from recognition.models import Person, UserSettings
+from recognition.models import FaceGroup, Person, UserSettings
 
 
 class SignInLimitMixin:
@@ -32,6 +32,8 @@ class AdminSignInForm(SignInLimitMixin, AdminAuthenticationForm):
 class PersonForm(forms.Form):
     name = forms.CharField(max_length=200, strip=True)
     image = forms.FileField(required=False, label="Reference photo", help_text="A photo that shows their face.")
+    # When the name is in use already: add the photo to that person, or make a second one.
+    if_exists = forms.ChoiceField(choices=[("", "ask"), ("add", "add"), ("new", "new")], required=False)
 
 
 class RenameForm(forms.Form):
@@ -65,6 +67,20 @@ class MergeForm(forms.Form):
     def __init__(self, *args, person: Person, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["target"].queryset = Person.objects.filter(owner_id=person.owner_id).exclude(pk=person.pk)
+
+
+class GroupChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, group: FaceGroup) -> str:
+        return f"group {group.pk} ({group.size} face{'' if group.size == 1 else 's'})"
+
+
+class MergeGroupForm(forms.Form):
+    target = GroupChoiceField(queryset=FaceGroup.objects.none(), label="Merge into", empty_label=None)
+
+    def __init__(self, *args, group: FaceGroup, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        others = FaceGroup.objects.filter(owner_id=group.owner_id).exclude(pk=group.pk).with_size()
+        self.fields["target"].queryset = others.filter(size__gt=0).order_by("-size", "id")
 
 
 class SettingsForm(forms.ModelForm):

@@ -10,6 +10,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, models, transaction
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
@@ -90,6 +91,11 @@ class PhotoStatus(models.TextChoices):
     FAILED = "failed", "failed"
 
 
+class TakenAtSource(models.TextChoices):
+    EXIF = "exif", "camera"
+    UPLOAD = "upload", "upload time"
+
+
 UNFINISHED = (PhotoStatus.WAITING, PhotoStatus.QUEUED, PhotoStatus.PROCESSING)
 
 
@@ -129,6 +135,9 @@ class PhotoManager(models.Manager):
                 size_bytes=upload.size,
                 sha256=sha256,
                 status=PhotoStatus.QUEUED,
+                # Until the job reads the camera's date, the upload time stands in.
+                taken_at=timezone.now(),
+                taken_at_source=TakenAtSource.UPLOAD,
             )
         except IntegrityError:
             # Another request stored the same file a moment ago: answer with its photo (our file is deleted).
@@ -139,10 +148,44 @@ class PhotoManager(models.Manager):
         return photo, False
 
 
+class PersonQuerySet(models.QuerySet):
+    def listed(self) -> PersonQuerySet:
+        """With what the people page shows: photo and reference counts, and the face to show."""
+        best_face = (
+            Face.objects.filter(person=OuterRef("pk"))
+            .order_by(F("named_by_user").desc(), F("distance").asc(nulls_last=True), "id")
+            .values("pk")[:1]
+        )
+        chosen_face = Face.objects.filter(pk=OuterRef("picture_id"), person=OuterRef("pk")).values("pk")
+        # Only a reference that was encoded shows their face: a failed one (a cat) is not them.
+        encoded = ReferencePhoto.objects.filter(person=OuterRef("pk"), status=ReferenceStatus.DONE)
+        return self.annotate(
+            photo_count=Count("faces__photo", distinct=True),
+            reference_count=_references_in(ReferenceStatus.DONE),
+            failed_count=_references_in(ReferenceStatus.FAILED),
+            choose_count=_references_in(ReferenceStatus.CHOOSE),
+            picture_face_id=Subquery(chosen_face),  # the face the user chose, while it is still them
+            best_face_id=Subquery(best_face),
+            reference_id=Subquery(encoded.order_by("id").values("pk")[:1]),
+        )
+
+
+def _references_in(status: str) -> Count:
+    return Count("references", filter=Q(references__status=status), distinct=True)
+
+
 class Person(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="people")
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Hidden from the people page, still known and matched.
+    hidden = models.BooleanField(default=False)
+    # The face the user chose as their picture; otherwise their best match is shown.
+    picture = models.ForeignKey(
+        "Face", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+
+    objects = PersonQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "id"]
@@ -165,12 +208,16 @@ class Person(models.Model):
 
 class ReferenceStatus(models.TextChoices):
     QUEUED = "queued", "queued"
+    CHOOSE = "choose", "choose a face"  # several faces found: the user picks theirs, nothing is guessed
     DONE = "done", "done"
     FAILED = "failed", "failed"
 
 
 class ReferencePhoto(models.Model):
-    """A photo that shows what a known person looks like; its largest face is their encoding."""
+    """A photo that shows what a known person looks like: its one face is their encoding.
+
+    A photo with several faces waits in CHOOSE with every face in `faces` until the user picks one.
+    """
 
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="references")
     image = models.ImageField(upload_to=reference_path, max_length=200)
@@ -181,6 +228,8 @@ class ReferencePhoto(models.Model):
     encoding = models.BinaryField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=20, choices=ReferenceStatus.choices, default=ReferenceStatus.QUEUED)
     error = models.TextField(blank=True)
+    # CHOOSE: every face found, [{"index", "box", "encoding" (hex)}], until the user picks one.
+    faces = models.JSONField(default=list, blank=True, editable=False)
     # Set when the reference was made by naming a face on a photo page.
     source_face = models.ForeignKey(
         "Face", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
@@ -205,6 +254,53 @@ class ReferencePhoto(models.Model):
         ReferencePhoto.objects.filter(pk=self.pk).update(thumbnail=name)
         self.thumbnail = name
 
+    def store_faces(self, found: list[engine.DetectedFace], width: int, note: str = "") -> None:
+        """Record what the encoding job found: one face is the encoding, several wait for a choice.
+
+        width is the original's (boxes are in its pixels), to crop the faces from the thumbnail; note is
+        what the user should know (engine.Analysis.note), kept as the reference's error."""
+        if len(found) == 1:
+            fields = {"status": ReferenceStatus.DONE, "encoding": engine.encoding_to_bytes(found[0].encoding)}
+            fields["faces"] = []
+        else:
+            # Left to right, as the user sees them.
+            found = sorted(found, key=lambda face: (face.box.left, face.box.top))
+            fields = {
+                "status": ReferenceStatus.CHOOSE,
+                "encoding": None,
+                "faces": [
+                    {
+                        "index": i,
+                        "box": f.box.as_dict(),
+                        "width": width,
+                        "encoding": engine.encoding_to_bytes(f.encoding).hex(),
+                    }
+                    for i, f in enumerate(found)
+                ],
+            }
+        fields["error"] = note
+        ReferencePhoto.objects.filter(pk=self.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    @classmethod
+    def encoding_pending(cls, owner) -> bool:
+        """A reference photo of this user is still being encoded: any match may still change."""
+        return cls.objects.filter(person__owner=owner, status=ReferenceStatus.QUEUED).exists()
+
+    def face_choices(self) -> list[dict]:
+        """The faces to choose from: index and box (no encodings)."""
+        return [{"index": face["index"], "box": face["box"]} for face in self.faces]
+
+    def choose(self, index: int) -> None:
+        """The user's pick among the faces: it becomes the encoding, the others are forgotten."""
+        face = next((face for face in self.faces if face["index"] == index), None)
+        if self.status != ReferenceStatus.CHOOSE or face is None:
+            raise ValueError("no such face to choose")
+        self.encoding = bytes.fromhex(face["encoding"])
+        self.status, self.faces, self.error = ReferenceStatus.DONE, [], ""
+        self.save(update_fields=["encoding", "status", "faces", "error", "updated_at"])
+
 
 class Photo(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
@@ -228,12 +324,18 @@ class Photo(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When the photo was taken: EXIF DateTimeOriginal (with its offset), else the upload time.
+    taken_at = models.DateTimeField(null=True, blank=True)
+    taken_at_source = models.CharField(max_length=10, choices=TakenAtSource.choices, blank=True)
+    # A gallery change is being matched against this photo's faces (jobs.rematch clears it).
+    rematch_pending = models.BooleanField(default=False)
 
     objects = PhotoManager()
 
     class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["owner", "status"])]
+        # Newest taken first; the id makes the order stable for pagination.
+        ordering = [models.F("taken_at").desc(nulls_last=True), "-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "status"]), models.Index(fields=["owner", "-taken_at", "-id"])]
         constraints = [
             # One photo per file and owner. Rows from before the constraint may have no hash (""):
             # the migration kept the oldest of each duplicate set and cleared the hash of the others.
@@ -250,6 +352,10 @@ class Photo(models.Model):
 
     def people_names(self) -> list[str]:
         return sorted({face.person.name for face in self.faces.all() if face.person_id})
+
+    def is_matching(self, references_pending: bool) -> bool:
+        """Done, but a gallery change (a reference being encoded, a re-match) has still to reach it."""
+        return self.status == PhotoStatus.DONE and (self.rematch_pending or references_pending)
 
     def mark(self, status: str, error: str = "", **fields) -> None:
         """Set the status (and error) with a narrow UPDATE, so concurrent writers never clobber other fields."""
@@ -302,7 +408,7 @@ class Photo(models.Model):
         # Two runs of one photo at once (a reprocess click during processing) take turns here, so the
         # second replaces the first's faces instead of both keeping theirs.
         Photo.objects.select_for_update().filter(pk=self.pk).first()
-        old_faces = list(self.faces.prefetch_related("rejected_people"))
+        old_faces = list(self.faces.prefetch_related("rejected_people", "excluded_groups"))
         crops = crops or [""] * len(analysis.faces)
         new_faces = [
             Face(photo=self, encoding=engine.encoding_to_bytes(found.encoding), crop=crop, **found.box.as_dict())
@@ -312,11 +418,13 @@ class Photo(models.Model):
         Face.objects.bulk_create(new_faces)
         for old, new in pairs:
             new.carry_decisions_from(old)
-        # Alerts and references made from a face point at it: move them to the paired face before the
-        # old ones go ("not this person" finds the reference it has to drop through source_face).
+        # Alerts, references made from a face and a person's chosen picture point at it: move them to the
+        # paired face before the old ones go ("not this person" finds the reference it has to drop
+        # through source_face).
         for old, new in pairs:
             Alert.objects.filter(face=old).update(face=new)
             ReferencePhoto.objects.filter(source_face=old).update(source_face=new)
+            Person.objects.filter(picture=old).update(picture=new)
         Face.objects.filter(pk__in=[f.pk for f in old_faces]).delete()
         storage.delete_on_commit([face.crop.name for face in old_faces if face.crop])
         Photo.objects.filter(pk=self.pk).update(width=analysis.width, height=analysis.height)
@@ -336,6 +444,9 @@ class Photo(models.Model):
                 face.person_id, face.distance = person_id, distance
                 # update(), not save(): a face a concurrent reprocess removed is simply gone, not an error.
                 Face.objects.filter(pk=face.pk).update(person_id=person_id, distance=distance)
+        # An alert says who is in the photo: one for somebody no longer found in it would mislead.
+        found = self.faces.filter(person__isnull=False).values("person_id")
+        Alert.objects.filter(photo=self).exclude(person_id__in=found).delete()
         return self.record_alerts()
 
     def record_alerts(self) -> list[Alert]:
@@ -373,6 +484,9 @@ def _pair_by_overlap(old: list[Face], new: list[Face], minimum: float = 0.3) -> 
     return pairs
 
 
+SURE_DISTANCE = 0.45
+
+
 class Face(models.Model):
     photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="faces")
     # Box in the original image's pixels, after EXIF orientation.
@@ -387,9 +501,16 @@ class Face(models.Model):
     # User decisions, which reprocessing and gallery changes never undo.
     named_by_user = models.BooleanField(default=False)
     rejected_people = models.ManyToManyField(Person, blank=True, related_name="rejected_faces")
+    # Grouping of unknown faces (recognition.grouping): the group it is in, the groups the user took it
+    # out of (it never rejoins them), and whether a grouping run has seen it (added to the FaceIndex).
+    group = models.ForeignKey("FaceGroup", null=True, blank=True, on_delete=models.SET_NULL, related_name="faces")
+    excluded_groups = models.ManyToManyField("FaceGroup", blank=True, related_name="excluded_faces")
+    indexed = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["left", "top", "id"]
+        # The faces no grouping run has seen: a few at any time, found without scanning the others.
+        indexes = [models.Index(fields=["id"], condition=models.Q(indexed=False), name="face_not_indexed")]
 
     def __str__(self) -> str:
         return f"face {self.pk} in {self.photo_id}"
@@ -398,16 +519,141 @@ class Face(models.Model):
     def box(self) -> Box:
         return Box(top=self.top, right=self.right, bottom=self.bottom, left=self.left)
 
+    @property
+    def certainty(self) -> str:
+        """A match in words: "sure" below SURE_DISTANCE (no stranger of the 100 measured came that close
+        to anyone in a 903-person gallery; ../shared/faces README), "likely" up to the match distance."""
+        return "sure" if self.distance is not None and self.distance < SURE_DISTANCE else "likely"
+
     def vector(self) -> np.ndarray:
         return engine.encoding_from_bytes(self.encoding)
+
+    @property
+    def area(self) -> int:
+        return (self.right - self.left) * (self.bottom - self.top)
 
     def carry_decisions_from(self, old: Face) -> None:
         rejected = list(old.rejected_people.all())
         if rejected:
             self.rejected_people.set(rejected)
+        excluded = list(old.excluded_groups.all())
+        if excluded:
+            self.excluded_groups.set(excluded)
         if old.named_by_user:
             self.person_id, self.distance, self.named_by_user = old.person_id, old.distance, True
             self.save(update_fields=["person", "distance", "named_by_user"])
+        if old.group_id:  # still the same face: it stays in its group (the grouping run indexes it again)
+            self.group_id = old.group_id
+            self.save(update_fields=["group"])
+
+
+class FaceGroupQuerySet(models.QuerySet):
+    def with_size(self) -> FaceGroupQuerySet:
+        """Each group's size: its faces that still match nobody."""
+        return self.annotate(size=models.Count("faces", filter=models.Q(faces__person__isnull=True)))
+
+    def shown(self, owner, hidden: bool = False) -> FaceGroupQuerySet:
+        """The owner's groups as the "Who is this?" page lists them: big enough, largest first."""
+        return (
+            self.filter(owner=owner, hidden=hidden)
+            .with_size()
+            .filter(size__gte=settings.FACES_GROUP_MIN_FACES)
+            .order_by("-size", "id")
+        )
+
+
+class FaceGroup(models.Model):
+    """Unknown faces of one owner that look like one person, to be named ("Who is this?").
+
+    Made and grown by recognition.grouping; the user names it (recognition.curation.name_group), takes
+    faces out, merges two, or hides it. A hidden group still takes the faces that would join it, silently.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="face_groups")
+    hidden = models.BooleanField(default=False)
+    # A group the user shaped (merged into, or took faces out of): a full regrouping keeps it as it is.
+    kept = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = FaceGroupQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"group {self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("group", args=[self.pk])
+
+    def unknown_faces(self) -> models.QuerySet[Face]:
+        """The faces that still match nobody: a face named or matched since leaves the group's count."""
+        return self.faces.filter(person__isnull=True)
+
+    def faces_largest_first(self) -> models.QuerySet[Face]:
+        area = (models.F("right") - models.F("left")) * (models.F("bottom") - models.F("top"))
+        return self.unknown_faces().order_by(area.desc(), "id")
+
+    @transaction.atomic
+    def remove_faces(self, face_ids: list[int]) -> int:
+        """ "Not the same person": the faces leave the group and never rejoin it."""
+        faces = list(self.unknown_faces().filter(pk__in=face_ids))
+        if not face_ids or len(faces) != len(set(face_ids)):
+            raise ValueError("every face must be one of this group's faces")
+        Face.objects.filter(pk__in=[face.pk for face in faces]).update(group=None)
+        through = Face.excluded_groups.through
+        through.objects.bulk_create([through(face_id=face.pk, facegroup_id=self.pk) for face in faces],
+                                    ignore_conflicts=True)  # fmt: skip
+        self.kept = True  # shaped by the user: a full regrouping keeps it as it is
+        self.save(update_fields=["kept", "updated_at"])
+        return len(faces)
+
+    @transaction.atomic
+    def merge_into(self, target: FaceGroup) -> FaceGroup:
+        """Two groups are one person: target gets every face (and every exclusion) of this one."""
+        if target.owner_id != self.owner_id or target.pk == self.pk:
+            raise ValueError("can only merge two different groups of the same owner")
+        self.faces.update(group=target)
+        through = Face.excluded_groups.through
+        excluded = through.objects.filter(facegroup=self).values_list("face_id", flat=True)
+        through.objects.bulk_create([through(face_id=face_id, facegroup_id=target.pk) for face_id in excluded],
+                                    ignore_conflicts=True)  # fmt: skip
+        target.kept = True
+        target.save(update_fields=["kept", "updated_at"])
+        self.delete()
+        return target
+
+    def hide(self) -> None:
+        """Never suggested again; faces that would join it still do, so they are not suggested either."""
+        self.hidden = True
+        self.save(update_fields=["hidden", "updated_at"])
+
+
+class FaceIndexChunk(models.Model):
+    """Face encodings of one owner packed in blobs, for the grouping's nearest-neighbour search: an
+    incremental run scans these few rows with numpy instead of reading every Face row.
+
+    float16 (256 bytes a face; distances move by about 0.001, against thresholds 0.45-0.55) so that a
+    scan reads half the bytes. Each run appends a small row; small rows are packed into rows of
+    CHUNK_FACES once there are SMALL_CHUNKS of them. Faces deleted since are dropped when found;
+    a full regrouping rebuilds it.
+    """
+
+    CHUNK_FACES = 8192
+    SMALL_CHUNKS = 32
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # Before the blobs: SQLite reads a row's columns in order, through the blobs' overflow pages.
+    count = models.PositiveIntegerField(default=0)
+    face_ids = models.BinaryField()  # int64
+    encodings = models.BinaryField()  # float16, 128 per face
+
+    class Meta:
+        ordering = ["owner", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.count} faces of user {self.owner_id}"
 
 
 class UserSettings(models.Model):
@@ -461,7 +707,11 @@ class Alert(models.Model):
         return {
             "id": self.pk,
             "person": {"id": self.person_id, "name": self.person.name},
-            "photo": {"id": self.photo_id, "url": settings.SITE_URL.rstrip("/") + self.photo.get_absolute_url()},
+            "photo": {
+                "id": self.photo_id,
+                "url": settings.SITE_URL.rstrip("/") + self.photo.get_absolute_url(),
+                "taken_at": self.photo.taken_at.isoformat() if self.photo.taken_at else None,
+            },
             "face": self.face_id,
             "distance": self.distance,
             "created_at": self.created_at.isoformat(),

@@ -15,18 +15,22 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_cache_control
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference, enqueue_renditions
-from recognition import curation, storage
+from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_renditions
+from recognition import curation, grouping, storage
+from recognition.downloads import zip_of
+from recognition.filters import BadFilter, PhotoFilter
 from recognition.forms import (
     MergeForm,
+    MergeGroupForm,
     NameFaceForm,
     PersonForm,
     ReferenceForm,
@@ -34,10 +38,11 @@ from recognition.forms import (
     SettingsForm,
     SignInForm,
     SignupForm,
-)
+)  # fmt: skip
 from recognition.models import (
     Alert,
     Face,
+    FaceGroup,
     Person,
     Photo,
     PhotoStatus,
@@ -45,10 +50,12 @@ from recognition.models import (
     ReferenceStatus,
     UserSettings,
     storage_used,
-)
+)  # fmt: skip
 from recognition.uploads import UploadRejected
 
 PHOTOS_PER_PAGE = 24
+GROUPS_PER_PAGE = 24
+GROUP_FACES_PER_PAGE = 60
 ALERTS_PER_PAGE = 50
 STATUS_MAX_IDS = 200
 MAX_ID = 2**63 - 1  # the largest id a 64-bit integer column holds
@@ -85,11 +92,12 @@ def signup(request: HttpRequest) -> HttpResponse:
 # Gallery and photos
 
 
-def photo_card(photo: Photo) -> dict:
-    """What a gallery card shows, as JSON for the live updates."""
+def photo_card(photo: Photo, references_pending: bool = False) -> dict:
+    """What a gallery card shows, as JSON for the live updates ("matching": its names may still change)."""
     return {
         "id": photo.pk,
         "status": photo.status,
+        "matching": photo.is_matching(references_pending),
         "error": photo.error,
         "names": photo.people_names(),
         "thumbnail": reverse("photo-thumbnail", args=[photo.pk]) if photo.thumbnail else None,
@@ -106,12 +114,31 @@ def gallery(request: HttpRequest) -> HttpResponse:
         upload_files(request, request.FILES.getlist("images"))
         return redirect("gallery")
     photos = Photo.objects.filter(owner=request.user).prefetch_related("faces__person")
-    context = {"page": page_of(request, photos, PHOTOS_PER_PAGE), "max_bytes": settings.PHOTO_MAX_BYTES}
+    try:
+        filters = PhotoFilter.from_query(request.GET, request.user)
+        filter_error = ""
+    except BadFilter as exc:
+        filters, filter_error = PhotoFilter(), str(exc)
+    page = page_of(request, filters.apply(photos), PHOTOS_PER_PAGE)
+    pending = ReferencePhoto.encoding_pending(request.user)
+    for photo in page:
+        photo.matching = photo.is_matching(pending)
+    context = {
+        "page": page,
+        "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
+        "query": filters.query(),
+        "filters": filters,
+        "filter_error": filter_error,
+        "everyone": Person.objects.filter(owner=request.user).order_by("name", "id"),
+        "statuses": PhotoStatus.choices,
+        "per_page": PHOTOS_PER_PAGE,
+        "max_bytes": settings.PHOTO_MAX_BYTES,
+    }
     if settings.USER_QUOTA_BYTES:
         used = storage_used(request.user)
         context["storage"] = {"used": used, "quota": settings.USER_QUOTA_BYTES,
                               "percent": min(100, round(100 * used / settings.USER_QUOTA_BYTES))}  # fmt: skip
-    return render(request, "recognition/gallery.html", context)
+    return render(request, "recognition/gallery.html", context, status=400 if filter_error else 200)
 
 
 def upload_files(request: HttpRequest, files: list) -> None:
@@ -139,7 +166,8 @@ def photo_status(request: HttpRequest) -> JsonResponse:
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     photos = Photo.objects.filter(owner=request.user, pk__in=ids).prefetch_related("faces__person")
-    return JsonResponse({"photos": [photo_card(photo) for photo in photos]})
+    pending = ReferencePhoto.encoding_pending(request.user)
+    return JsonResponse({"photos": [photo_card(photo, pending) for photo in photos]})
 
 
 def photo_ids(text: str) -> list[int]:
@@ -172,6 +200,7 @@ def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
     faces = list(photo.faces.select_related("person").prefetch_related("rejected_people"))
     context = {
         "photo": photo,
+        "matching": photo.is_matching(ReferencePhoto.encoding_pending(request.user)),
         "boxes": face_boxes(photo, faces),
         "people": Person.objects.filter(owner=request.user),
     }
@@ -185,6 +214,42 @@ def photo_reprocess(request: HttpRequest, pk: int) -> HttpResponse:
     curation.reprocess_photo(photo)
     messages.success(request, "The photo is queued to be processed again; your decisions on its faces stay.")
     return redirect(photo)
+
+
+BULK_MAX = 1000
+
+
+@require_POST
+@login_required
+def photos_bulk(request: HttpRequest) -> HttpResponse:
+    """One action on the photos ticked in the gallery: download (a streamed zip), reprocess or delete."""
+    ids = [int(value) for value in request.POST.getlist("ids") if value.isdecimal()][:BULK_MAX]
+    photos = Photo.objects.filter(owner=request.user, pk__in=ids)
+    back = request.POST.get("next") if _is_local(request.POST.get("next")) else reverse("gallery")
+    action, count = request.POST.get("action"), photos.count()
+    if not count:
+        messages.error(request, "Select one or more photos first.")
+        return redirect(back)
+    what = f"{count} photo{'s' if count != 1 else ''}"
+    if action == "download":
+        response = StreamingHttpResponse(zip_of(photos.order_by("pk").iterator()), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="photos-{timezone.localdate():%Y-%m-%d}.zip"'
+        return private(response)
+    if action not in ("reprocess", "delete"):
+        messages.error(request, "Choose download, reprocess or delete.")
+        return redirect(back)
+    if request.POST.get("confirm") != "1":  # the page's script asks in a dialog; without it, this page asks
+        context = {"photos": photos, "action": action, "what": what, "back": back}
+        return render(request, "recognition/bulk_confirm.html", context)
+    if action == "reprocess":
+        for photo in photos:
+            curation.reprocess_photo(photo)
+        messages.success(request, f"Queued {what} to be processed again; your decisions on their faces stay.")
+    else:
+        for photo in photos:
+            curation.delete_photo(photo)
+        messages.success(request, f"Deleted {what}.")
+    return redirect(back)
 
 
 @require_POST
@@ -207,71 +272,118 @@ def face_name(request: HttpRequest, pk: int) -> HttpResponse:
     form = NameFaceForm(request.POST, owner=request.user)
     if not form.is_valid():
         messages.error(request, " ".join(form.errors.get("__all__", [])) or "Choose a person.")
-        return redirect(face.photo)
+        return redirect(face_url(face))
     try:
         curation.face_picture(face)  # before a new person is made for it
     except curation.PicturesNotReady:
         enqueue_renditions("photo", face.photo_id)
         messages.error(request, "This photo's pictures are being made; name the face again in a minute.")
-        return redirect(face.photo)
+        return redirect(face_url(face))
     except storage.StorageUnavailable:
         messages.error(request, "Photo storage is unavailable right now; try again shortly.")
-        return redirect(face.photo)
+        return redirect(face_url(face))
     person = form.cleaned_data["person"] or curation.create_person(request.user, form.cleaned_data["new_name"])
     curation.name_face(face, person)
     messages.success(request, f"Named {person}; this face is now one of their references.")
-    return redirect(face.photo)
+    return redirect(face_url(face))
 
 
 @require_POST
 @login_required
 def face_reject(request: HttpRequest, pk: int) -> HttpResponse:
     face = owned_face(request, pk)
-    if face.person is not None:
+    person = face.person  # reject_match forgets it
+    if person is not None:
         curation.reject_match(face)
-        messages.success(request, f"Noted: this is not {face.person}. It will not be matched to them again.")
-    return redirect(face.photo)
+        messages.success(request, f"Noted: this is not {person}. It will not be matched to them again.")
+    return redirect(face_url(face))
+
+
+def face_url(face: Face) -> str:
+    """The photo page at this face, where focus goes back after one of its forms."""
+    return f"{face.photo.get_absolute_url()}#face-{face.pk}"
+
+
+@require_POST
+@login_required
+def face_picture(request: HttpRequest, pk: int) -> HttpResponse:
+    face = owned_face(request, pk)
+    if face.person is None:
+        messages.error(request, "Only a face that is someone can be their picture.")
+    else:
+        curation.set_picture(face.person, face)
+        messages.success(request, f"This face is now {face.person}'s picture.")
+    return redirect(face_url(face))
 
 
 # People
+
+
+PEOPLE_ORDERS = {"photos": ("-photo_count", "name", "id"), "name": ("name", "id")}
 
 
 @login_required
 def people(request: HttpRequest) -> HttpResponse:
     form = PersonForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        person = curation.create_person(request.user, form.cleaned_data["name"])
-        if form.cleaned_data["image"]:
-            add_references(request, person, [form.cleaned_data["image"]])
-        return redirect(person)
-    best_face = (
-        Face.objects.filter(person=OuterRef("pk"))
-        .order_by(F("named_by_user").desc(), F("distance").asc(nulls_last=True), "id")
-        .values("pk")[:1]
-    )
-    first_reference = ReferencePhoto.objects.filter(person=OuterRef("pk")).order_by("-status", "id").values("pk")[:1]
-    listing = (
-        Person.objects.filter(owner=request.user)
-        .annotate(
-            photo_count=Count("faces__photo", distinct=True),
-            reference_count=Count("references", distinct=True),
-            face_id=Subquery(best_face),
-            reference_id=Subquery(first_reference),
-        )
-        .order_by("name", "id")
-    )
-    return render(request, "recognition/people.html", {"people": listing, "form": form})
+        return add_person(request, form)
+    return render_people(request, form)
+
+
+def add_person(request: HttpRequest, form: PersonForm) -> HttpResponse:
+    """Create a person with their reference photo (both or neither); a name in use asks first."""
+    name, upload, choice = form.cleaned_data["name"], form.cleaned_data["image"], form.cleaned_data["if_exists"]
+    existing = curation.person_named(request.user, name)
+    if existing is not None and choice != "new":
+        if choice != "add":
+            return render_people(request, form, existing=existing, photo_dropped=upload is not None)
+        if upload is None:
+            return redirect(existing)
+        try:
+            curation.add_reference(existing, upload)
+        except UploadRejected as exc:
+            form.add_error("image", exc.message)
+            return render_people(request, form)
+        messages.success(request, f"Added the photo to {existing}; encoding it now.")
+        return redirect(existing)
+    try:
+        person = curation.create_person_with_reference(request.user, name, upload)
+    except UploadRejected as exc:
+        form.add_error("image", f"{exc.message} {name} was not added.")
+        return render_people(request, form)
+    messages.success(request, f"Added {person}." + (" Encoding their photo now." if upload else ""))
+    return redirect(person)
+
+
+def render_people(
+    request: HttpRequest, form: PersonForm, existing: Person | None = None, photo_dropped: bool = False
+) -> HttpResponse:
+    order = request.GET.get("sort") if request.GET.get("sort") in PEOPLE_ORDERS else "photos"
+    show_hidden = request.GET.get("hidden") == "1"
+    everyone = Person.objects.filter(owner=request.user)
+    listing = everyone.filter(hidden=show_hidden).listed().order_by(*PEOPLE_ORDERS[order])
+    context = {
+        "people": listing,
+        "form": form,
+        "existing": existing,
+        "photo_dropped": photo_dropped,
+        # For the page's script, to ask about a name in use before the photo is sent.
+        "known_names": [{"name": p.name, "url": p.get_absolute_url()} for p in everyone.only("pk", "name")],
+        "order": order,
+        "show_hidden": show_hidden,
+        "hidden_count": everyone.filter(hidden=True).count() if not show_hidden else 0,
+    }
+    return render(request, "recognition/people.html", context, status=200 if not form.errors else 400)
 
 
 def add_references(request: HttpRequest, person: Person, files: list) -> int:
     added = 0
     for upload in files:
         try:
-            reference = person.add_reference(upload)
+            curation.add_reference(person, upload)
         except UploadRejected as exc:
             messages.error(request, f"{upload.name}: {exc.message}")
             continue
-        enqueue_reference(reference.pk)
         added += 1
     if added:
         messages.success(request, f"Added {added} reference photo{'s' if added > 1 else ''}; encoding it now.")
@@ -286,9 +398,12 @@ def owned_person(request: HttpRequest, pk: int) -> Person:
 def person_detail(request: HttpRequest, pk: int) -> HttpResponse:
     person = owned_person(request, pk)
     photos = curation.photos_of(person).prefetch_related("faces__person")
+    references = list(person.references.all())
+    for reference in references:
+        reference.choices = curation.reference_face_choices(reference)
     context = {
         "person": person,
-        "references": person.references.all(),
+        "references": references,
         "page": page_of(request, photos, PHOTOS_PER_PAGE),
         "rename_form": RenameForm(initial={"name": person.name}),
         "reference_form": ReferenceForm(),
@@ -346,11 +461,124 @@ def person_merge(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
+def person_hide(request: HttpRequest, pk: int) -> HttpResponse:
+    person = owned_person(request, pk)
+    hidden = request.POST.get("hidden") == "1"
+    curation.set_hidden(person, hidden)
+    if hidden:
+        messages.success(request, f"{person} is hidden from the people page; they are still found in photos.")
+    else:
+        messages.success(request, f"{person} is shown on the people page again.")
+    return redirect(person)
+
+
+def owned_reference(request: HttpRequest, pk: int) -> ReferencePhoto:
+    return get_object_or_404(ReferencePhoto.objects.select_related("person"), pk=pk, person__owner=request.user)
+
+
+@require_POST
+@login_required
+def reference_choose(request: HttpRequest, pk: int) -> HttpResponse:
+    """The user picks their face among the faces of a group photo given as a reference."""
+    reference = owned_reference(request, pk)
+    try:
+        other = curation.choose_reference_face(reference, int(request.POST.get("face", "")))
+    except ValueError:
+        messages.error(request, "That face is no longer there to choose; reload the page.")
+        return redirect(reference.person)
+    note = f" It was matched to {other['name']} before: they may be found less now." if other else ""
+    messages.success(request, f"This face is now {reference.person}'s reference.{note}")
+    return redirect(f"{reference.person.get_absolute_url()}#reference-{reference.pk}")
+
+
+@require_POST
+@login_required
 def reference_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    reference = get_object_or_404(ReferencePhoto.objects.select_related("person"), pk=pk, person__owner=request.user)
+    reference = owned_reference(request, pk)
     curation.delete_reference(reference)
     messages.success(request, "Reference photo deleted.")
     return redirect(reference.person)
+
+
+# Who is this? Groups of unknown faces
+
+
+@login_required
+def groups(request: HttpRequest) -> HttpResponse:
+    hidden = request.GET.get("hidden") == "1"
+    page = page_of(request, FaceGroup.objects.shown(request.user, hidden=hidden), GROUPS_PER_PAGE)
+    grouping.describe(list(page.object_list), request.user.pk)
+    context = {"page": page, "hidden": hidden, "min_faces": settings.FACES_GROUP_MIN_FACES}
+    return render(request, "recognition/groups.html", context)
+
+
+def owned_group(request: HttpRequest, pk: int) -> FaceGroup:
+    return get_object_or_404(FaceGroup.objects.with_size(), pk=pk, owner=request.user)
+
+
+@login_required
+def group_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    group = owned_group(request, pk)
+    grouping.describe([group], request.user.pk)
+    context = {
+        "group": group,
+        "page": page_of(request, group.faces_largest_first().select_related("photo"), GROUP_FACES_PER_PAGE),
+        "people": Person.objects.filter(owner=request.user),
+        "merge_form": MergeGroupForm(group=group),
+    }
+    return render(request, "recognition/group.html", context)
+
+
+@require_POST
+@login_required
+def group_name(request: HttpRequest, pk: int) -> HttpResponse:
+    group = owned_group(request, pk)
+    form = NameFaceForm(request.POST, owner=request.user)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors.get("__all__", [])) or "Choose a person or type a name.")
+        return redirect(group)
+    person = form.cleaned_data["person"] or curation.create_person(request.user, form.cleaned_data["new_name"])
+    named = curation.name_group(group, person)
+    messages.success(
+        request, f"Named {named} face{'' if named == 1 else 's'} {person}; looking for them in your other photos now."
+    )
+    return redirect(person)
+
+
+@require_POST
+@login_required
+def group_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    group = owned_group(request, pk)
+    ids = [int(value) for value in request.POST.getlist("faces") if value.isdecimal()]
+    try:
+        removed = group.remove_faces(ids)
+    except ValueError:
+        messages.error(request, "Tick the faces that are not this person.")
+        return redirect(group)
+    messages.success(request, f"Took {removed} face{'' if removed == 1 else 's'} out; they will not rejoin.")
+    return redirect(group)
+
+
+@require_POST
+@login_required
+def group_merge(request: HttpRequest, pk: int) -> HttpResponse:
+    group = owned_group(request, pk)
+    form = MergeGroupForm(request.POST, group=group)
+    if not form.is_valid():
+        messages.error(request, "Choose another group to merge into.")
+        return redirect(group)
+    target = group.merge_into(form.cleaned_data["target"])
+    messages.success(request, "Merged the two groups.")
+    return redirect(target)
+
+
+@require_POST
+@login_required
+def group_hide(request: HttpRequest, pk: int) -> HttpResponse:
+    group = owned_group(request, pk)
+    group.hide()
+    messages.success(request, "Hidden: this group will not be suggested again.")
+    return redirect("groups")
 
 
 # Alerts and settings
@@ -487,9 +715,27 @@ def face_image(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @login_required
 def reference_image(request: HttpRequest, pk: int) -> HttpResponse:
+    """A reference photo; with ?face=<index>, one face of it while the user chooses theirs."""
     reference = get_object_or_404(ReferencePhoto, pk=pk, person__owner=request.user)
+    face = request.GET.get("face", "")
+    if face:  # one face of a group photo, while the user chooses theirs: cropped from the thumbnail
+        if not face.isdecimal() or int(face) not in {choice["index"] for choice in reference.faces}:
+            raise Http404("No such face")
+        return face_of_reference(reference, int(face))
     if not reference.thumbnail:
         if reference.status == ReferenceStatus.QUEUED:
             raise Http404("Not encoded yet")
         raise not_made_yet("reference", reference.pk)
     return serve(reference.thumbnail.name)
+
+
+def face_of_reference(reference: ReferencePhoto, index: int) -> HttpResponse:
+    try:
+        picture = curation.reference_face_picture(reference, index)
+    except curation.PicturesNotReady as exc:
+        raise not_made_yet("reference", reference.pk) from exc
+    except FileNotFoundError as exc:
+        raise Http404("The file is missing from storage") from exc
+    except storage.StorageUnavailable:
+        return storage_unavailable()
+    return private(HttpResponse(picture, content_type="image/jpeg"))

@@ -18,6 +18,7 @@ ADMIN_PAGES = [
     "/admin/recognition/referencephoto/",
     "/admin/recognition/alert/",
     "/admin/recognition/usersettings/",
+    "/admin/recognition/facegroup/",
 ]
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from jobs.enqueue import GALLERY, get_queue
-from recognition.models import Photo, PhotoStatus
+from recognition import engine
+from recognition.models import Face, FaceGroup, Person, Photo, PhotoStatus
 from tests.conftest import upload_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,3 +75,89 @@ def test_deleting_a_person_queues_a_rematch(api, redis_server):
     assert api.delete(f"/api/people/{person['id']}/").status_code == 204
     [job] = get_queue(GALLERY).get_jobs()
     assert job.func_name == "jobs.rematch.rematch_faces"
+
+
+# Groups of unknown faces ("Who is this?"): the contract of /api/groups/.
+
+
+def grouped_faces(owner, sizes: list[int], hidden: tuple[int, ...] = ()) -> list[FaceGroup]:
+    """Groups of the given sizes, each face in a photo of its own (no photo files needed)."""
+    groups = []
+    for number, size in enumerate(sizes):
+        group = FaceGroup.objects.create(owner=owner, hidden=number in hidden)
+        for k in range(size):
+            photo = Photo.objects.create(owner=owner, image=f"photos/x/{number}-{k}.jpg", status=PhotoStatus.DONE,
+                                         width=100, height=100)  # fmt: skip
+            Face.objects.create(photo=photo, group=group, top=10, left=10 + k, bottom=60, right=60 + k,
+                                encoding=engine.encoding_to_bytes(np.full(128, 0.01 * number, np.float32)))  # fmt: skip
+        groups.append(group)
+    return groups
+
+
+def test_groups_are_listed_largest_first_with_up_to_six_faces(api, user):
+    small, big, hidden, tiny = grouped_faces(user, [3, 8, 5, 2], hidden=(2,))
+    body = api.get("/api/groups/").json()
+    assert body["count"] == 2 and [g["id"] for g in body["results"]] == [big.pk, small.pk]  # tiny: under 3
+    first = body["results"][0]
+    assert set(first) >= {"id", "size", "faces", "suggestion"} and first["size"] == 8 and len(first["faces"]) == 6
+    face = first["faces"][0]
+    assert set(face) == {"id", "photo", "box"} and set(face["box"]) == {"top", "right", "bottom", "left"}
+    assert first["suggestion"] is None
+    assert [g["id"] for g in api.get("/api/groups/?hidden=1").json()["results"]] == [hidden.pk]
+
+    detail = api.get(f"/api/groups/{big.pk}/").json()
+    assert detail["size"] == 8
+    assert {f["id"] for f in detail["faces"]} == set(big.faces.values_list("pk", flat=True))
+
+
+def test_naming_a_group_validates_the_name_and_changes_nothing_when_refused(api, user, other_user, redis_server):
+    [group] = grouped_faces(user, [3])
+    theirs = Person.objects.create(owner=other_user, name="Theirs")
+    for body in ({"name": ""}, {"name": "   "}, {"name": "x" * 201}, {}, {"name": "A", "person": 1},
+                 {"person": theirs.pk}, {"person": "abc"}, {"name": 5}):  # fmt: skip
+        response = api.post(f"/api/groups/{group.pk}/name/", body, format="json")
+        assert response.status_code == 400, body
+        assert response.json()["error"], body
+    assert not Person.objects.filter(owner=user).exists() and group.unknown_faces().count() == 3
+
+    response = api.post(f"/api/groups/{group.pk}/name/", {"name": " Ann "}, format="json")
+    assert response.status_code == 200
+    ann = Person.objects.get(owner=user)
+    assert response.json() == {"person": {"id": ann.pk, "name": "Ann"}, "faces_named": 3}
+    assert not FaceGroup.objects.filter(pk=group.pk).exists()
+    assert Face.objects.filter(person=ann, named_by_user=True).count() == 3
+    assert [job.func_name for job in get_queue(GALLERY).get_jobs()] == ["jobs.rematch.rematch_faces"]
+
+    [second] = grouped_faces(user, [4])
+    response = api.post(f"/api/groups/{second.pk}/name/", {"person": ann.pk}, format="json")
+    assert response.json() == {"person": {"id": ann.pk, "name": "Ann"}, "faces_named": 4}
+
+
+def test_remove_merge_and_hide(api, user, other_user):
+    first, second = grouped_faces(user, [5, 4])
+    [theirs] = grouped_faces(other_user, [3])
+    faces = list(first.faces.values_list("pk", flat=True))
+    for body in ({"faces": []}, {"faces": "1"}, {"faces": [faces[0], theirs.faces.first().pk]}, {"faces": [10**9]},
+                 {"faces": [second.faces.first().pk]}, {}):  # fmt: skip
+        response = api.post(f"/api/groups/{first.pk}/remove/", body, format="json")
+        assert response.status_code == 400 and response.json()["error"], body
+    assert first.unknown_faces().count() == 5 and not Face.excluded_groups.through.objects.exists()
+    response = api.post(f"/api/groups/{first.pk}/remove/", {"faces": faces[:2]}, format="json")
+    assert response.status_code == 200 and response.json()["size"] == 3 and response.json()["removed"] == 2
+
+    for into in (theirs.pk, first.pk, 10**9, None, "x"):
+        response = api.post(f"/api/groups/{first.pk}/merge/", {"into": into}, format="json")
+        assert response.status_code == 400 and response.json()["error"], into
+    assert FaceGroup.objects.filter(owner=user).count() == 2 and theirs.unknown_faces().count() == 3
+    response = api.post(f"/api/groups/{second.pk}/merge/", {"into": first.pk}, format="json")
+    assert response.status_code == 200 and response.json()["id"] == first.pk and response.json()["size"] == 7
+    assert not FaceGroup.objects.filter(pk=second.pk).exists()
+
+    assert api.post(f"/api/groups/{first.pk}/hide/").status_code == 204
+    assert api.get("/api/groups/").json()["count"] == 0
+    assert api.get(f"/api/groups/{first.pk}/").json()["hidden"] is True
+    # Another user's group: 404 everywhere, and nothing changes.
+    assert api.get(f"/api/groups/{theirs.pk}/").status_code == 404
+    for action in ("name", "remove", "merge", "hide"):
+        assert api.post(f"/api/groups/{theirs.pk}/{action}/", {"name": "x"}, format="json").status_code == 404
+    assert not FaceGroup.objects.get(pk=theirs.pk).hidden

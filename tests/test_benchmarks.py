@@ -112,3 +112,21 @@ def test_accuracy_evaluation_on_a_tiny_gallery(settings):
     # A threshold nobody passes matches nobody: the figures follow the settings given, not the defaults.
     strict = accuracy.evaluate(references, probes, 0.1, 0.0)
     assert strict.true_matches == 0 and strict.stranger_false_matches == 0
+
+
+def test_grouping_quality_figures_and_portrait_variants():
+    from benchmarks import grouping
+
+    rng = np.random.default_rng(4)
+    ann, bob = rng.normal(0, 0.06, 128), rng.normal(0, 0.06, 128)
+    vectors = np.stack([ann + rng.normal(0, 0.01, 128) for _ in range(4)] + [bob + rng.normal(0, 0.01, 128)] * 2)
+    vectors = np.concatenate([vectors, rng.normal(0, 0.06, (3, 128))]).astype(np.float32)
+    labels = ["ann"] * 4 + ["bob"] * 2 + ["x", "y", "z"]
+    figures = grouping.quality(vectors, labels, grouping.Rule(0.45, 0.53, 3, 3))
+    assert figures["groups_shown"] == 1 and figures["groups_pure"] == 1.0  # bob has 2 faces: no group
+    assert figures["groups_recall"] == 1.0 and figures["stranger_groups"] == 0 and figures["people_with_3_faces"] == 1
+
+    portrait = workset.portrait_files()[0]
+    first, again, other = grouping.variant(portrait, 1), grouping.variant(portrait, 1), grouping.variant(portrait, 2)
+    assert first == again and first != other  # seeded by file and number
+    assert Image.open(io.BytesIO(first)).format == "JPEG"

@@ -174,3 +174,15 @@ def test_deleting_a_reference_rematches(user, redis_server, run_jobs):
 
     face.refresh_from_db()
     assert face.person is None  # nothing left to match against
+
+
+def test_a_chosen_picture_follows_its_face_through_reprocessing(api, user, run_jobs):
+    obama = add_person(api, run_jobs, "Obama", "people/obama/portrait_2012.jpg")
+    group_id = upload(api, "groups/obama_biden.jpg")
+    run_jobs()
+    curation.set_picture(obama, left_face(group_id))
+    reprocess(api, run_jobs, group_id)
+    obama.refresh_from_db()
+    assert obama.picture == left_face(group_id)
+    with pytest.raises(ValueError):
+        curation.set_picture(obama, Face.objects.filter(photo_id=group_id, person__isnull=True).get())

@@ -196,3 +196,29 @@ def test_past_the_face_cap_the_largest_faces_are_encoded(settings):
     assert analysis.found == 5 and len(analysis.faces) == 2
     assert all(face.box.bottom <= 440 for face in analysis.faces), "both from the row of big portraits"
     assert analysis.note == "5 faces found: only the largest 2 were encoded and matched."
+
+
+def exif_jpeg(**tags) -> bytes:
+    exif = Image.Exif()
+    details = exif.get_ifd(engine.EXIF_IFD)
+    for tag, value in tags.items():
+        details[getattr(engine, tag)] = value
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, format="JPEG", exif=exif)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ({"DATETIME_ORIGINAL": "2021:07:04 18:30:05", "OFFSET_TIME_ORIGINAL": "-04:00"}, "2021-07-04T18:30:05-04:00"),
+        ({"DATETIME_ORIGINAL": "2021:07:04 18:30:05"}, "2021-07-04T18:30:05"),  # naive: TIME_ZONE decides
+        ({"DATETIME_DIGITIZED": "2020:01:02 03:04:05"}, "2020-01-02T03:04:05"),
+        ({"DATETIME_ORIGINAL": "0000:00:00 00:00:00"}, None),  # a camera with no clock set
+        ({}, None),
+    ],
+)
+def test_capture_time_from_exif(tags, expected):
+    image, _, _ = engine.open_image(exif_jpeg(**tags))
+    taken = image.info["taken_at"]
+    assert (taken.isoformat() if taken else None) == expected

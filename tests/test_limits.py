@@ -137,7 +137,7 @@ def test_a_photo_or_reference_past_the_face_cap_encodes_the_largest_and_says_so(
     assert body["status"] == "done" and len(body["faces"]) == 2
     assert body["error"] == "5 faces found: only the largest 2 were encoded and matched."
     [reference] = api.get(f"/api/people/{person['id']}/").json()["references"]
-    assert reference["status"] == "done"
+    assert reference["status"] == "choose" and len(reference["faces"]) == 2  # the user picks among the two kept
     assert reference["error"] == "5 faces found: only the largest 2 were encoded and matched."
 
 

@@ -88,7 +88,7 @@ def test_truncated_jpeg_fails_readably_and_the_worker_goes_on(api, run_jobs):
     run_jobs()
     broken_photo = Photo.objects.get(pk=broken_id)
     assert broken_photo.status == PhotoStatus.FAILED
-    assert "Unreadable image" in broken_photo.error and "damaged or incomplete" in broken_photo.error
+    assert "Unreadable image" in broken_photo.error and "this file is damaged (it ends early)" in broken_photo.error
     assert broken_photo.attempts == 1  # an unreadable image is never retried
     assert Photo.objects.get(pk=good_id).status == PhotoStatus.DONE
 
@@ -143,3 +143,15 @@ def test_a_transient_error_retries_with_backoff(api, run_jobs, redis_server):
     run_jobs()
     photo.refresh_from_db()
     assert photo.status == PhotoStatus.DONE and photo.attempts == 2
+
+
+def test_capture_date_from_exif_else_the_upload_time(api, run_jobs):
+    dated = upload(api, "people/obama/portrait_2012.jpg")  # EXIF DateTimeOriginal 2012:12:06 15:46:01, no offset
+    undated = upload(api, "groups/obama_biden.jpg")  # no EXIF date
+    run_jobs()
+    body = api.get(f"/api/photos/{dated}/").json()
+    assert body["taken_at"] == "2012-12-06T15:46:01Z" and body["taken_at_source"] == "exif"  # TIME_ZONE is UTC
+    photo = Photo.objects.get(pk=undated)
+    assert photo.taken_at == photo.created_at and photo.taken_at_source == "upload"
+    # Newest taken first: the photo uploaded today comes before the one taken in 2012.
+    assert [p["id"] for p in api.get("/api/photos/").json()["results"]] == [undated, dated]

@@ -15,7 +15,7 @@ from django.test import Client
 from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve
 from rest_framework.authtoken.models import Token
 
-from recognition.models import Alert, Face, Person, Photo, ReferencePhoto
+from recognition.models import Alert, Face, FaceGroup, Person, Photo, ReferencePhoto
 from tests.conftest import upload_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,7 +54,8 @@ def walk(patterns, prefix: str = "", namespace: str = ""):
 KINDS = {
     "photo": "photo", "photos": "photo", "face": "face", "faces": "face", "person": "person", "people": "person",
     "alert": "alert", "alerts": "alert", "reference": "reference", "references": "reference",
-    "referencephoto": "reference", "user": "user", "users": "user",
+    "referencephoto": "reference", "user": "user", "users": "user", "group": "group", "groups": "group",
+    "who": "group", "facegroup": "group",
 }  # fmt: skip
 PARAMETER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>|\(\?P<(?P<group>\w+)>(?:[^()]|\([^()]*\))*\)\??")
 
@@ -112,6 +113,7 @@ def owner_objects(user, api, other_user, run_jobs) -> dict[str, int]:
     photo = Photo.objects.create(pk=1_000_000, owner=other_user, image="photos/00/theirs.jpg", status="done")
     theirs.references.create(pk=2_000_000, image="references/00/theirs.jpg")
     Face.objects.create(pk=3_000_000, photo=photo, top=0, right=1, bottom=1, left=0, encoding=bytes(512))
+    FaceGroup.objects.create(pk=5_000_000, owner=other_user)
     person = api.post("/api/people/", {"name": f"{SECRET.title()} Secretperson"}, format="json").json()
     assert api.post(f"/api/people/{person['id']}/references/", {"image": upload_of(PORTRAIT)}).status_code == 202
     photo = api.post("/api/photos/", {"image": upload_of(PROBE, name=f"{SECRET}-private.jpg")}).json()
@@ -124,9 +126,12 @@ def owner_objects(user, api, other_user, run_jobs) -> dict[str, int]:
         "person": person["id"],
         "reference": ReferencePhoto.objects.get(person_id=person["id"]).pk,
         "alert": Alert.objects.get(photo_id=photo["id"]).pk,
+        "group": FaceGroup.objects.create(owner=user).pk,
         "user": user.pk,
     }
-    assert len({ids[kind] for kind in KINDS.values() if kind != "user"}) == 5, ids
+    face.group_id = ids["group"]
+    face.save(update_fields=["group"])
+    assert len({ids[kind] for kind in KINDS.values() if kind != "user"}) == 6, ids
     return ids
 
 
@@ -142,6 +147,8 @@ def snapshot() -> dict:
         "people": sorted(Person.objects.values_list("id", "name")),
         "references": sorted(ReferencePhoto.objects.values_list("id", "status")),
         "alerts": sorted(Alert.objects.values_list("id", "seen")),
+        "groups": sorted(FaceGroup.objects.values_list("id", "hidden", "kept")),
+        "grouped": sorted(Face.objects.values_list("id", "group_id")),
     }
 
 
@@ -167,7 +174,7 @@ def refused_by_staff_check_status(status: int) -> bool:
 def test_the_walk_covers_every_kind_of_object(owner_objects):
     all_routes = routes(owner_objects)
     urls = {route.url for route in all_routes}
-    for kind in ("photo", "face", "person", "reference", "alert"):
+    for kind in ("photo", "face", "person", "reference", "alert", "group"):
         assert any(route.owned and f"/{owner_objects[kind]}" in route.url for route in all_routes), kind
     assert "/api/queues/" in urls and "/admin/" in urls
     assert len(all_routes) > 50

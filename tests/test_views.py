@@ -18,6 +18,7 @@ from recognition import engine
 from recognition.models import (
     Alert,
     Face,
+    FaceGroup,
     Person,
     Photo,
     PhotoStatus,
@@ -217,7 +218,7 @@ def test_photo_page_draws_a_box_per_face_in_percent(owner, photo):
     assert html.count('class="face-box') == 2
     left = 100 * 100 / photo.width
     assert f"left: {left:.3f}%" in html
-    assert "1. Obama 0.34" in html and "2. unknown" in html
+    assert '1<span class="label-name">. Obama 0.34' in html and '2<span class="label-name">. unknown' in html
     assert reverse("photo-web", args=[photo.pk]) in html
     assert "Not Obama" in html and 'name="new_name"' in html
 
@@ -300,7 +301,7 @@ def test_rename_a_person(owner, person):
 def test_name_a_face_with_a_new_person(owner, photo):
     face = photo.faces.get(person__isnull=True)
     response = owner.post(reverse("face-name", args=[face.pk]), {"new_name": "Biden"})
-    assert response.url == reverse("photo", args=[photo.pk])
+    assert response.url == reverse("photo", args=[photo.pk]) + f"#face-{face.pk}"  # focus returns to the face
     face.refresh_from_db()
     assert face.person.name == "Biden" and face.named_by_user
     assert face.person.references.get().source_face == face
@@ -423,3 +424,140 @@ def test_a_file_missing_from_storage_is_not_found(owner, user):
 )  # fmt: skip
 def test_ids_too_large_for_the_database_are_not_found(owner, url):
     assert owner.get(url).status_code == 404
+
+
+# Issue 16: no silent mistakes.
+
+
+def test_not_this_person_names_who_it_is_not(owner, photo, person):
+    face = photo.faces.get(person=person)
+    response = owner.post(reverse("face-reject", args=[face.pk]), follow=True)
+    assert "Noted: this is not Obama." in response.content.decode()
+    assert "not None" not in response.content.decode()
+
+
+def test_a_failed_reference_is_not_their_picture_nor_counted(owner, user):
+    cat = Person.objects.create(owner=user, name="Cat person")
+    failed = ReferencePhoto.objects.create(
+        person=cat, image=upload_of("nofaces/cat.png"), status=ReferenceStatus.FAILED, error="no face found"
+    )
+    html = owner.get(reverse("people")).content.decode()
+    assert reverse("reference-image", args=[failed.pk]) not in html
+    assert "0 references" in html and "1 reference photo failed" in html
+
+
+def test_a_refused_reference_photo_creates_nobody(owner, user):
+    response = owner.post(reverse("people"), {"name": "Nobody", "image": ContentFile(b"not an image", name="x.jpg")})
+    assert response.status_code == 400
+    assert "This is not an image we can read" in response.content.decode()
+    assert "Nobody was not added." in response.content.decode()
+    assert not Person.objects.filter(owner=user, name="Nobody").exists()
+
+
+def test_a_name_in_use_asks_before_a_second_person(owner, user, person, django_capture_on_commit_callbacks):
+    response = owner.post(reverse("people"), {"name": "obama", "image": upload_of("people/obama/senate.jpg")})
+    html = response.content.decode()
+    assert response.status_code == 200 and "You already have" in html and "Add to the existing person?" in html
+    assert Person.objects.filter(owner=user).count() == 1
+    with django_capture_on_commit_callbacks(execute=False):
+        response = owner.post(
+            reverse("people"), {"name": "obama", "image": upload_of("people/obama/senate.jpg"), "if_exists": "add"}
+        )
+    assert response.url == reverse("person", args=[person.pk]) and person.references.count() == 2
+    owner.post(reverse("people"), {"name": "Obama", "if_exists": "new"})
+    assert Person.objects.filter(owner=user, name="Obama").count() == 2
+
+
+def test_cards_say_matching_while_the_gallery_changes(owner, photo, person, user):
+    url = reverse("photo-status") + f"?ids={photo.pk}"
+    assert owner.get(url).json()["photos"][0]["matching"] is False
+    queued = ReferencePhoto.objects.create(person=person, image=upload_of("people/obama/senate.jpg"))
+    (card,) = owner.get(url).json()["photos"]
+    assert card["status"] == "done" and card["matching"] is True
+    assert 'data-matching="1"' in owner.get(reverse("gallery")).content.decode()
+    assert 'data-status="matching"' in owner.get(reverse("photo", args=[photo.pk])).content.decode()
+    queued.delete()
+    Photo.objects.filter(pk=photo.pk).update(rematch_pending=True)  # a re-match on its way
+    assert owner.get(url).json()["photos"][0]["matching"] is True
+
+
+def test_people_sorted_by_photos_or_name_hidden_and_pictured(owner, photo, person, user):
+    Person.objects.create(owner=user, name="Aaron")
+    html = owner.get(reverse("people")).content.decode()
+    assert html.index('person-name">Obama') < html.index('person-name">Aaron')  # most photos first
+    html = owner.get(reverse("people") + "?sort=name").content.decode()
+    assert html.index('person-name">Aaron') < html.index('person-name">Obama')
+    owner.post(reverse("person-hide", args=[person.pk]), {"hidden": "1"})
+    html = owner.get(reverse("people")).content.decode()
+    assert f'data-person-id="{person.pk}"' not in html and "1 hidden" in html
+    assert f'data-person-id="{person.pk}"' in owner.get(reverse("people") + "?hidden=1").content.decode()
+    owner.post(reverse("person-hide", args=[person.pk]), {"hidden": "0"})
+    # Their picture: the face the user chose.
+    other = Face.objects.create(
+        photo=photo, top=1, left=1, bottom=40, right=40, encoding=fake_encoding(9), person=person
+    )
+    response = owner.post(reverse("face-picture", args=[other.pk]))
+    assert response.url.endswith(f"#face-{other.pk}")
+    assert reverse("face-image", args=[other.pk]) in owner.get(reverse("people")).content.decode()
+
+
+def test_photo_page_speaks_plainly(owner, photo):
+    html = owner.get(reverse("photo", args=[photo.pk])).content.decode()
+    assert 'aria-label="Name face 2"' in html and "sure</span>" in html and "match 0.34" in html
+    assert 'aria-live="polite"' in html and 'href="#main"' in html
+
+
+# Who is this? Groups of unknown faces.
+
+
+@pytest.fixture
+def group(user, photo, person) -> FaceGroup:
+    """The photo's unknown face and two more, as one group about 0.57 from Obama's reference: a guess, no match."""
+    group = FaceGroup.objects.create(owner=user)
+    reference = engine.encoding_from_bytes(fake_encoding(1))
+    direction = np.random.default_rng(9).normal(0, 1, 128)
+    near = engine.encoding_to_bytes(reference + 0.57 * direction / np.linalg.norm(direction))
+    photo.faces.filter(person__isnull=True).update(group=group, encoding=near)
+    for left in (500, 700):
+        Face.objects.create(photo=photo, group=group, top=60, left=left, bottom=160, right=left + 100, encoding=near)
+    return group
+
+
+def test_who_is_this_lists_groups_with_faces_and_a_guess(owner, group, person):
+    html = owner.get(reverse("groups")).content.decode()
+    assert f'data-group-id="{group.pk}"' in html and "3 faces" in html
+    assert html.count('class="group-faces"') == 1
+    for face in group.faces.all():
+        assert reverse("face-image", args=[face.pk]) in html
+    assert "Looks like" in html and "Obama" in html and f'name="person" value="{person.pk}"' in html
+    assert reverse("groups") in owner.get(reverse("people")).content.decode()  # linked from People
+    assert "Who is this?" in owner.get(reverse("gallery")).content.decode()  # and from the header
+
+
+def test_group_page_shows_every_face_with_its_photo(owner, group, photo):
+    html = owner.get(reverse("group", args=[group.pk])).content.decode()
+    assert html.count('class="group-face"') == 3
+    assert f"{reverse('photo', args=[photo.pk])}#face-" in html
+    assert 'name="faces"' in html and "Hide" in html
+
+
+def test_confirming_the_guess_names_the_group(owner, group, person):
+    response = owner.post(reverse("group-name", args=[group.pk]), {"person": person.pk})
+    assert response.url == reverse("person", args=[person.pk])
+    assert Face.objects.filter(person=person, named_by_user=True).count() == 3
+    assert not FaceGroup.objects.exists()
+
+
+def test_group_forms_take_faces_out_merge_and_hide(owner, group, user):
+    face = group.faces.first()
+    response = owner.post(reverse("group-remove", args=[group.pk]), {"faces": [face.pk]}, follow=True)
+    assert "Took 1 face out" in response.content.decode() and group.unknown_faces().count() == 2
+    response = owner.post(reverse("group-remove", args=[group.pk]), {"faces": [face.pk]}, follow=True)
+    assert "Tick the faces" in response.content.decode()
+    other = FaceGroup.objects.create(owner=user)
+    Face.objects.filter(pk=face.pk).update(group=other)
+    response = owner.post(reverse("group-merge", args=[other.pk]), {"target": group.pk})
+    assert response.url == reverse("group", args=[group.pk]) and group.unknown_faces().count() == 3
+    assert owner.post(reverse("group-hide", args=[group.pk])).url == reverse("groups")
+    assert FaceGroup.objects.get(pk=group.pk).hidden
+    assert f'data-group-id="{group.pk}"' in owner.get(reverse("groups") + "?hidden=1").content.decode()

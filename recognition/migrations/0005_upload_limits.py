@@ -35,7 +35,7 @@ def measure_references(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("recognition", "0002_stored_renditions")]
+    dependencies = [("recognition", "0004_gallery_as_people_use_it")]
 
     operations = [
         migrations.AddField(
