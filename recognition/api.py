@@ -20,7 +20,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
 from photosite.openapi import error
 from recognition import curation, grouping
-from recognition.filters import BadFilter, PhotoFilter
+from recognition.filters import MAX_ID, BadFilter, PhotoFilter, is_id
 from recognition.models import Alert, Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
 from recognition.uploads import UploadRejected
 
@@ -487,10 +487,11 @@ class GroupViewSet(viewsets.GenericViewSet):
 
 
 def _as_int(value) -> int | None:
+    """An id from a JSON body or form: None unless a whole number an id column can hold."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdecimal():
+        return value if 0 < value <= MAX_ID else None
+    if isinstance(value, str) and is_id(value):
         return int(value)
     return None

@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_POST
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_renditions
 from recognition import curation, grouping, storage
 from recognition.downloads import zip_of
-from recognition.filters import BadFilter, PhotoFilter
+from recognition.filters import BadFilter, PhotoFilter, is_id
 from recognition.forms import (
     MergeForm,
     MergeGroupForm,
@@ -58,7 +58,6 @@ GROUPS_PER_PAGE = 24
 GROUP_FACES_PER_PAGE = 60
 ALERTS_PER_PAGE = 50
 STATUS_MAX_IDS = 200
-MAX_ID = 2**63 - 1  # the largest id a 64-bit integer column holds
 MEDIA_MAX_AGE = 24 * 3600
 
 
@@ -173,7 +172,7 @@ def photo_status(request: HttpRequest) -> JsonResponse:
 def photo_ids(text: str) -> list[int]:
     """Comma-separated photo ids, each a whole number a database column can hold; the first STATUS_MAX_IDS."""
     parts = [part.strip() for part in text.split(",") if part.strip()][:STATUS_MAX_IDS]
-    if not all(part.isascii() and part.isdecimal() and 0 < int(part) <= MAX_ID for part in parts):
+    if not all(is_id(part) for part in parts):
         raise ValueError("ids: photo ids are whole numbers from 1, separated by commas")
     return [int(part) for part in parts]
 
@@ -223,7 +222,7 @@ BULK_MAX = 1000
 @login_required
 def photos_bulk(request: HttpRequest) -> HttpResponse:
     """One action on the photos ticked in the gallery: download (a streamed zip), reprocess or delete."""
-    ids = [int(value) for value in request.POST.getlist("ids") if value.isdecimal()][:BULK_MAX]
+    ids = [int(value) for value in request.POST.getlist("ids") if is_id(value)][:BULK_MAX]
     photos = Photo.objects.filter(owner=request.user, pk__in=ids)
     back = request.POST.get("next") if _is_local(request.POST.get("next")) else reverse("gallery")
     action, count = request.POST.get("action"), photos.count()
@@ -549,7 +548,7 @@ def group_name(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def group_remove(request: HttpRequest, pk: int) -> HttpResponse:
     group = owned_group(request, pk)
-    ids = [int(value) for value in request.POST.getlist("faces") if value.isdecimal()]
+    ids = [int(value) for value in request.POST.getlist("faces") if is_id(value)]
     try:
         removed = group.remove_faces(ids)
     except ValueError:

@@ -426,6 +426,17 @@ def test_ids_too_large_for_the_database_are_not_found(owner, url):
     assert owner.get(url).status_code == 404
 
 
+def test_ids_too_large_for_the_database_in_forms_and_filters_are_refused_not_errors(owner, group):
+    huge = "99999999999999999999999"
+    response = owner.post(reverse("photos-bulk"), {"action": "delete", "ids": [huge]}, follow=True)
+    assert "Select one or more photos first." in response.content.decode()
+    response = owner.post(reverse("group-remove", args=[group.pk]), {"faces": [huge]}, follow=True)
+    assert "Tick the faces" in response.content.decode()
+    assert owner.get(reverse("gallery") + f"?person={huge}").status_code == 400
+    assert owner.get(f"/api/photos/?person={huge}").status_code == 400
+    assert owner.post(f"/api/groups/{group.pk}/remove/", {"faces": [int(huge)]}, "application/json").status_code == 400
+
+
 # Issue 16: no silent mistakes.
 
 
