@@ -32,11 +32,12 @@ var/secret_key:
 	mkdir -p var
 	$(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@
 
-# Local HTTP at 127.0.0.1: cookies cannot be Secure-only there. Behind HTTPS, leave SECURE_COOKIES unset.
+# Cookies are Secure-only unless SECURE_COOKIES=0; runsite turns that off only for plain HTTP on a loopback
+# HOST with no HTTPS proxy configured, and prints which it chose (README, "Limits, faults and security").
 run: install var/secret_key
-	SECRET_KEY="$$(cat var/secret_key)" SECURE_COOKIES=$${SECURE_COOKIES:-0} $(BIN)/python manage.py migrate --noinput
+	SECRET_KEY="$$(cat var/secret_key)" $(BIN)/python manage.py migrate --noinput
 	SECRET_KEY="$$(cat var/secret_key)" $(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	SECRET_KEY="$$(cat var/secret_key)" SECURE_COOKIES=$${SECURE_COOKIES:-0} exec $(BIN)/python manage.py runsite
+	SECRET_KEY="$$(cat var/secret_key)" exec $(BIN)/python manage.py runsite
 
 superuser: install var/secret_key
 	SECRET_KEY="$$(cat var/secret_key)" $(BIN)/python manage.py migrate --noinput

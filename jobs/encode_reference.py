@@ -35,7 +35,7 @@ def encode_reference(reference_id: int) -> dict:
             ReferencePhoto.objects.filter(pk=reference_id).update(status=ReferenceStatus.FAILED, error=error)
         raise
     with transaction.atomic():
-        reference.store_faces(found, analysis.width)
+        reference.store_faces(found, analysis.width, note=analysis.note)
         if reference.status == ReferenceStatus.DONE:
             enqueue_rematch(reference.person.owner_id)
     return {"reference": reference_id, "status": reference.status, "faces": [f.box.as_dict() for f in found]}

@@ -4,7 +4,8 @@ Queues: `high` for uploads, `default` for gallery changes, `alerts` for alert de
 bulk reprocessing. Workers listen in that order, so bulk work never starves a user waiting on an
 upload. Alerts come after the users' own work (a delivery job is short: its timeouts are seconds, so
 a dead endpoint holds a worker briefly, and retries wait in RQ's scheduler, not in a worker), but
-before bulk work, so a `reprocess --all` cannot hold alerts back.
+before bulk work, so a `reprocess --all` cannot hold alerts back. And each user has a fair share of
+the uploads queue (admit_waiting), so one user's backlog never starves the others.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Retry
+from rq import Queue, Retry, Worker
 from rq.job import Dependency, Job, JobStatus
 
 from recognition.models import Photo, PhotoStatus, ReferencePhoto
@@ -83,29 +84,104 @@ def resume_queue(name: str) -> None:
 
 
 def enqueue_photo(photo: Photo, queue: str = UPLOADS) -> None:
-    """Queue a photo once its row is committed; when Redis cannot take it the photo is left WAITING."""
+    """Queue a photo once its row is committed; when Redis cannot take it the photo is left WAITING.
+
+    On the uploads queue a user past their fair share waits in the database instead (see admit_waiting)."""
     # A new run: attempts count the tries of this run (retries and lost jobs), not of the photo's life.
-    Photo.objects.filter(pk=photo.pk).update(status=PhotoStatus.QUEUED, queued_at=timezone.now(), error="", attempts=0)
-    photo.status = PhotoStatus.QUEUED
+    fields = {"status": PhotoStatus.QUEUED, "queued_at": timezone.now(), "error": "", "attempts": 0, "queue": queue}
+    Photo.objects.filter(pk=photo.pk).update(**fields)
+    photo.status, photo.queue = PhotoStatus.QUEUED, queue
 
     def push() -> None:
-        try:
-            if queue == UPLOADS and queue_depth(UPLOADS) >= settings.QUEUE_MAX_DEPTH:
-                _hold(photo.pk, QUEUE_FULL)
-                return
-            _enqueue_photo_job(get_queue(queue), photo.pk)
-        except RedisError as exc:
-            log.warning("Redis unavailable, photo %s waits in the database: %s", photo.pk, exc)
-            _hold(photo.pk, "waiting: the job queue is unavailable, this photo will be processed later")
+        if queue == UPLOADS and _older_in_flight(photo) >= fair_share():
+            _hold(photo.pk, FAIR_SHARE_WAIT)
+            return
+        _push(photo.pk, queue)
 
     transaction.on_commit(push)
 
 
 QUEUE_FULL = "waiting: the queue is full, this photo is queued as the backlog drains"
+REDIS_DOWN = "waiting: the job queue is unavailable, this photo will be processed later"
+FAIR_SHARE_WAIT = "waiting: your earlier photos go first, this one is queued as they finish"
+
+
+def _push(photo_id: int, queue: str) -> None:
+    try:
+        if queue == UPLOADS and queue_depth(UPLOADS) >= settings.QUEUE_MAX_DEPTH:
+            _hold(photo_id, QUEUE_FULL)
+            return
+        _enqueue_photo_job(get_queue(queue), photo_id)
+    except RedisError as exc:
+        log.warning("Redis unavailable, photo %s waits in the database: %s", photo_id, exc)
+        _hold(photo_id, REDIS_DOWN)
 
 
 def _hold(photo_id: int, reason: str) -> None:
     Photo.objects.filter(pk=photo_id, status=PhotoStatus.QUEUED).update(status=PhotoStatus.WAITING, error=reason)
+
+
+# Fair share of the workers. Each user has at most fair_share() uploads queued or processing; the next
+# ones wait in the database, and each time one of the user's jobs ends, their oldest waiting photo goes
+# on the uploads queue: at its back, behind everyone else's uploads. The queue so takes the users' photos
+# in turns (a round robin), and one user's backlog of thousands costs another user a few photos' wait.
+# Bulk and staff reprocessing run on their own queues, below uploads, and take nothing from a share.
+IN_FLIGHT = {"status__in": (PhotoStatus.QUEUED, PhotoStatus.PROCESSING), "queue": UPLOADS}
+
+
+def fair_share() -> int:
+    """Photos a user may have queued or processing at once: FAIR_SHARE_JOBS, or one per running worker
+    when there are more workers, so that one user alone still keeps every worker busy."""
+    try:
+        workers = Worker.count(connection=redis_connection(UPLOADS))
+    except RedisError:
+        workers = 0
+    return max(settings.FAIR_SHARE_JOBS, workers)
+
+
+def _older_in_flight(photo: Photo) -> int:
+    """The owner's photos in flight that came before this one: counting only older ones, uploads that
+    arrive together can never all wait for each other."""
+    in_flight = Photo.objects.filter(owner_id=photo.owner_id, **IN_FLIGHT, pk__lt=photo.pk)
+    return in_flight.count()
+
+
+def waiting_within_share(photo_ids: list[int]) -> set[int]:
+    """Of these waiting photos, the ones each owner's share has room for now (oldest first)."""
+    if not photo_ids:
+        return set()
+    share = fair_share()
+    admitted: set[int] = set()
+    waiting = Photo.objects.filter(pk__in=photo_ids, status=PhotoStatus.WAITING).order_by("pk")
+    by_owner: dict[int, list[int]] = {}
+    for pk, owner_id in waiting.values_list("pk", "owner_id"):
+        by_owner.setdefault(owner_id, []).append(pk)
+    for owner_id, ids in by_owner.items():
+        room = share - Photo.objects.filter(owner_id=owner_id, **IN_FLIGHT).count()
+        admitted.update(ids[: max(0, room)])
+    return admitted
+
+
+def admit_waiting(owner_id: int) -> int:
+    """Queue the owner's oldest waiting photos, as many as their share has room for; returns how many.
+
+    Called when one of their jobs ends or a photo of theirs is deleted; reconcile does the same for
+    whatever this missed (a worker killed mid-job)."""
+    waiting = Photo.objects.filter(owner_id=owner_id, status=PhotoStatus.WAITING).order_by("pk")
+    if not waiting.exists():
+        return 0
+    room = fair_share() - Photo.objects.filter(owner_id=owner_id, **IN_FLIGHT).count()
+    if room <= 0:
+        return 0
+    admitted = 0
+    for photo_id in waiting.values_list("pk", flat=True)[:room]:
+        # Two jobs of one user ending at once may pick the same photo: the update lets one of them have it.
+        fields = {"status": PhotoStatus.QUEUED, "queued_at": timezone.now(), "error": "", "attempts": 0,
+                  "queue": UPLOADS}  # fmt: skip
+        if Photo.objects.filter(pk=photo_id, status=PhotoStatus.WAITING).update(**fields):
+            _push(photo_id, UPLOADS)
+            admitted += 1
+    return admitted
 
 
 def photo_job(photo_id: int, result_ttl: int = 3600) -> dict:
@@ -155,7 +231,7 @@ def enqueue_photos(
 
 
 def _enqueue_batch(rq_queue: Queue, photo_ids: list[int], new_run: bool = True) -> int:
-    fields = {"status": PhotoStatus.QUEUED, "queued_at": timezone.now(), "error": ""}
+    fields = {"status": PhotoStatus.QUEUED, "queued_at": timezone.now(), "error": "", "queue": rq_queue.name}
     if new_run:
         fields["attempts"] = 0
     Photo.objects.filter(pk__in=photo_ids).update(**fields)

@@ -13,7 +13,7 @@ from rq.timeouts import JobTimeoutException
 
 from alerts import dispatch
 from jobs import stats
-from jobs.enqueue import BULK, enqueue_grouping
+from jobs.enqueue import BULK, admit_waiting, enqueue_grouping
 from recognition import engine, storage
 from recognition.matching import Gallery
 from recognition.models import Photo, PhotoStatus, TakenAtSource
@@ -51,6 +51,8 @@ def process_photo(photo_id: int) -> dict:
     except Exception as exc:
         fail_or_retry(photo, f"{exc.__class__.__name__}: {exc}")
         raise
+    finally:
+        next_turn(photo.owner_id)
     stats.note_photo("done", faces=len(analysis.faces))
     return {"photo": photo_id, "faces": len(analysis.faces)}
 
@@ -65,7 +67,7 @@ def store_results(photo: Photo, analysis: engine.Analysis, news: bool = True) ->
         photo.replace_faces(analysis, crops)
         alerts = photo.apply_matches(Gallery.for_owner(photo.owner_id), earlier=not news)
         when = capture_date(photo, analysis)
-        photo.mark(PhotoStatus.DONE, processed_at=timezone.now(), rematch_pending=False, **when)
+        photo.mark(PhotoStatus.DONE, analysis.note, processed_at=timezone.now(), rematch_pending=False, **when)
         if news:
             dispatch.announce_news(alerts)
             dispatch.announce_someone_new(photo, photo.faces.filter(person__isnull=True).count())
@@ -82,6 +84,15 @@ def capture_date(photo: Photo, analysis: engine.Analysis) -> dict:
     if timezone.is_naive(taken):
         taken = timezone.make_aware(taken, timezone.get_default_timezone())
     return {"taken_at": taken, "taken_at_source": TakenAtSource.EXIF}
+
+
+def next_turn(owner_id: int) -> None:
+    """This job's end frees a place in the owner's fair share: their next waiting photo takes it."""
+    try:
+        admit_waiting(owner_id)
+    except Exception:
+        # Never fail the job for this: reconcile queues what is left waiting.
+        log.exception("Could not queue the next waiting photo of user %s", owner_id)
 
 
 def fail_for_good(photo: Photo, reason: str) -> None:

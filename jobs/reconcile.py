@@ -33,6 +33,7 @@ from jobs.enqueue import (
     photo_job_id,
     queue_depth,
     reference_job_id,
+    waiting_within_share,
 )
 from recognition.models import UNFINISHED, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
 
@@ -92,14 +93,20 @@ def reconcile(grace: int = DEFAULT_GRACE, dry_run: bool = False) -> Outcome:
     outcome = Outcome(grace=grace, recent=_recently_queued(grace))
     lost: list[int] = []
     dead: list[int] = []
+    waiting: list[int] = []
     for photo, status in _unfinished_with_job_status(grace):
         outcome.checked += 1
-        if _is_lost(photo, status):
+        if photo["status"] == PhotoStatus.WAITING and status not in LIVE:
+            waiting.append(photo["id"])
+        elif _is_lost(photo, status):
             # A photo that took its worker down again and again is not tried forever.
             if photo["status"] == PhotoStatus.PROCESSING and photo["attempts"] >= max_attempts():
                 dead.append(photo["id"])
             else:
                 lost.append(photo["id"])
+    # Waiting photos keep their owner's fair share: the ones past it wait for the owner's jobs to end.
+    admitted = waiting_within_share(waiting)
+    lost = sorted(lost + [pk for pk in waiting if pk in admitted])
     room = max(0, settings.QUEUE_MAX_DEPTH - queue_depth(UPLOADS))
     outcome.queued, outcome.held, outcome.failed = lost[:room], lost[room:], dead
     if dry_run:

@@ -14,6 +14,8 @@ import os
 import time
 
 from redis.exceptions import ConnectionError, TimeoutError
+from rq.exceptions import NoSuchJobError
+from rq.job import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,23 @@ class RidesOutRedisOutages:
             log.warning("Worker %s: Redis went away during job %s (%s); waiting for it", self.name, job.id, exc)
             self._wait_for_work_horse()
             self.wait_for_redis()
+            self._settle_interrupted(job, queue)
+
+    def _settle_interrupted(self, job, queue) -> None:
+        """A job whose end RQ could not record is left queued or started for ever, and a job id that looks
+        alive is never scheduled again (the periodic reconcile). Record it as failed, so that it is retried
+        if it may be, and reconcile (which queues again photos whose job failed unfinished) takes the rest."""
+        try:
+            if job.get_status(refresh=True) not in (JobStatus.QUEUED, JobStatus.STARTED):
+                return  # the horse recorded its end after all
+            with self.connection.pipeline() as pipeline:
+                pipeline.lrem(queue.intermediate_queue_key, 0, job.id)
+                pipeline.execute()
+            self.handle_job_failure(job, queue, exc_string="Interrupted by a Redis outage; its end was not recorded")
+        except NoSuchJobError:
+            pass
+        except OUTAGE as exc:
+            log.warning("Worker %s: could not settle job %s after the outage (%s)", self.name, job.id, exc)
 
     def check_for_suspension(self, burst: bool) -> None:
         while True:

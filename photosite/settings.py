@@ -18,8 +18,9 @@ VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 
 
 def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+    """Unset or empty (`SECURE_COOKIES=` in an env file) is the default, never a quiet "off"."""
+    value = (os.environ.get(name) or "").strip().lower()
+    return default if not value else value in ("1", "true", "yes", "on")
 
 
 def env_int(name: str, default: int) -> int:
@@ -74,10 +75,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "recognition.signin.SignInLimitMiddleware",
+    "recognition.uploads.RefuseLargeBodiesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Runs before any view (and so before the CSRF check reads a form's body): refuses too large an upload.
-    "recognition.middleware.RefuseOversizedUploads",
 ]
 
 ROOT_URLCONF = "photosite.urls"
@@ -128,6 +129,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Django's ModelBackend behind brute-force limits: failed sign-ins per account and address (this rate),
+# per address and per account (10 times it each; README, recognition/signin.py).
+AUTHENTICATION_BACKENDS = ["recognition.signin.RateLimitedBackend"]
+SIGN_IN_RATE_LIMIT = os.environ.get("SIGN_IN_RATE_LIMIT", "5/15m")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery"
 LOGOUT_REDIRECT_URL = "login"
@@ -198,15 +203,25 @@ WHITENOISE_USE_FINDERS = True
 PHOTO_MAX_BYTES = env_int("PHOTO_MAX_BYTES", 30 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Uploads (photos and references, every way in) per user, counted in Redis for all web processes.
 UPLOAD_RATE_LIMIT = os.environ.get("UPLOAD_RATE_LIMIT", "600/hour")
+# Redis unreachable: rate limits let everything through for this many seconds, then count per process.
+RATE_LIMIT_FAIL_OPEN = env_int("RATE_LIMIT_FAIL_OPEN", 60)
+# Bytes of originals (photos and references) a user may store; 0 is no quota.
+USER_QUOTA_BYTES = env_int("USER_QUOTA_BYTES", 0)
 # Past this many jobs waiting on the uploads queue, new photos wait in the database instead.
 QUEUE_MAX_DEPTH = env_int("QUEUE_MAX_DEPTH", 10_000)
+# Fair share: photos one user may have queued or processing at once (at least one per running worker);
+# their next ones wait their turn in the database, so one user's backlog costs the others little.
+FAIR_SHARE_JOBS = env_int("FAIR_SHARE_JOBS", 4)
 
 # Face engine, chosen by measurement (README): 1200 px with upsampling 1 keeps every face of
 # 150-900 px in a 4032x3024 photo at 2.2 photos/s; 1024 px lost one.
 FACES_DETECT_MAX_SIDE = env_int("FACES_DETECT_MAX_SIDE", 1200)
 FACES_UPSAMPLE = env_int("FACES_UPSAMPLE", 1)
 FACES_MAX_PIXELS = env_int("FACES_MAX_PIXELS", 80_000_000)
+# Faces encoded per photo or reference: past it, the largest ones (encoding costs ~60 ms a face).
+FACES_MAX_PER_PHOTO = env_int("FACES_MAX_PER_PHOTO", 100)
 # The match rule (README, benchmarks/accuracy.py): nearest reference within FACES_MATCH_DISTANCE and
 # every other person at least FACES_MATCH_MARGIN farther away.
 FACES_MATCH_DISTANCE = env_float("FACES_MATCH_DISTANCE", 0.55)
@@ -270,7 +285,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_THROTTLE_RATES": {"uploads": UPLOAD_RATE_LIMIT},
     "EXCEPTION_HANDLER": "recognition.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "photosite.openapi.AutoSchema",
 }

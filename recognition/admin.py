@@ -13,8 +13,12 @@ from django.utils.html import format_html
 from redis.exceptions import RedisError
 
 from jobs.enqueue import GALLERY, enqueue_photos, enqueue_reference, enqueue_rematch_many
+from recognition.forms import AdminSignInForm
 from recognition.models import Alert, Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
 from recognition.views import serve
+
+# The admin's sign-in page is held by the same brute-force limits as the site's (recognition.signin).
+admin.site.login_form = AdminSignInForm
 
 
 def _link(obj, label: str | None = None) -> str:

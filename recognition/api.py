@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
@@ -15,15 +15,14 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_reference
 from photosite.openapi import error
 from recognition import curation, grouping
-from recognition.filters import BadFilter, PhotoFilter
+from recognition.filters import MAX_ID, BadFilter, PhotoFilter, is_id
 from recognition.models import Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
-from recognition.uploads import UploadRejected, check_content_length
+from recognition.uploads import UploadRejected
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +45,8 @@ def _first_message(data) -> str:
     return str(data)
 
 
-class UploadThrottle(UserRateThrottle):
-    """Uploads per user, at settings.UPLOAD_RATE_LIMIT (read on each request, so tests and admins can change it)."""
-
-    scope = "uploads"
-
-    def get_rate(self) -> str | None:
-        return settings.UPLOAD_RATE_LIMIT or None
-
-
 def rejected(exc: UploadRejected) -> Response:
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    headers = {"Retry-After": str(math.ceil(exc.retry_after))} if exc.retry_after else None
     return Response({"error": exc.message}, status=exc.status, headers=headers)
 
 
@@ -208,12 +198,8 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         except BadFilter as exc:
             raise ParseError(str(exc)) from exc
 
-    def get_throttles(self):
-        return [UploadThrottle()] if self.action == "create" else super().get_throttles()
-
     def create(self, request: Request, *args, **kwargs) -> Response:
         try:
-            check_content_length(request.META)  # before the body is read
             photo, duplicate = Photo.objects.from_upload(request.user, request.FILES.get("image"))
         except UploadRejected as exc:
             return rejected(exc)
@@ -262,14 +248,10 @@ class PersonViewSet(viewsets.ModelViewSet):
     def perform_destroy(self, person: Person) -> None:
         curation.delete_person(person)
 
-    def get_throttles(self):
-        return [UploadThrottle()] if self.action == "references" else super().get_throttles()
-
     @action(detail=True, methods=["post"])
     def references(self, request: Request, pk: str, **kwargs) -> Response:
         person = get_object_or_404(self.get_queryset(), pk=pk)
         try:
-            check_content_length(request.META)
             reference = person.add_reference(request.FILES.get("image"))
         except UploadRejected as exc:
             return rejected(exc)
@@ -476,10 +458,11 @@ class GroupViewSet(viewsets.GenericViewSet):
 
 
 def _as_int(value) -> int | None:
+    """An id from a JSON body or form: None unless a whole number an id column can hold."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdecimal():
+        return value if 0 < value <= MAX_ID else None
+    if isinstance(value, str) and is_id(value):
         return int(value)
     return None

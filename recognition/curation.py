@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from PIL import Image
 
-from jobs.enqueue import UPLOADS, enqueue_grouping, enqueue_photo, enqueue_reference, enqueue_rematch
+from jobs.enqueue import UPLOADS, admit_waiting, enqueue_grouping, enqueue_photo, enqueue_reference, enqueue_rematch
 from recognition import engine, renditions, storage
 from recognition.matching import Gallery
 from recognition.models import (
@@ -293,8 +293,11 @@ def delete_references(references) -> None:
 def delete_photo(photo: Photo) -> None:
     """Delete a photo, its faces and alerts, and its files; references named from its faces stay."""
     names = photo.file_names()
+    owner_id = photo.owner_id
     photo.delete()
     storage.delete_on_commit(names)
+    # A queued photo gone frees a place in the owner's fair share of the workers.
+    transaction.on_commit(lambda: admit_waiting(owner_id), robust=True)
 
 
 def reprocess_photo(photo: Photo) -> None:

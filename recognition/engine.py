@@ -27,6 +27,9 @@ except ImportError:  # pragma: no cover
 
 ENCODING_DTYPE = np.float32
 ENCODING_SIZE = 128
+# The formats we document (README), and the only ones Pillow may try: of its ~45 others, some hand
+# the file to outside programs (EPS to Ghostscript, which would run untrusted PostScript).
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF")
 
 
 class UnreadableImage(Exception):
@@ -70,7 +73,15 @@ class Analysis:
     height: int
     faces: list[DetectedFace] = field(default_factory=list)
     preview: Image.Image | None = field(default=None, repr=False)  # the decoded, downscaled image
+    found: int = 0  # faces detected; more than len(faces) when past FACES_MAX_PER_PHOTO
     taken_at: datetime | None = None  # from EXIF; naive when the camera gave no offset
+
+    @property
+    def note(self) -> str:
+        """What the user should know about this analysis ("" when nothing)."""
+        if self.found > len(self.faces):
+            return f"{self.found} faces found: only the largest {len(self.faces)} were encoded and matched."
+        return ""
 
 
 # The pid of the process that loaded the models: a forked work horse inherits it from its parent.
@@ -106,9 +117,9 @@ def _read(source: IO[bytes] | bytes | str) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(source)
+            image = Image.open(source, formats=FORMATS)
         except UnidentifiedImageError as exc:
-            raise UnreadableImage("not a known image format") from exc
+            raise UnreadableImage("not a known image format (JPEG, PNG, GIF, WebP, BMP, TIFF or HEIC)") from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise UnreadableImage(f"the image header is damaged ({exc})") from exc
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -237,13 +248,22 @@ def detect_faces(source: IO[bytes] | bytes | str) -> Analysis:
     taken_at = image.info.get("taken_at")
     if not locations:
         return Analysis(width=width, height=height, preview=image, taken_at=taken_at)
+    found = len(locations)
+    if found > settings.FACES_MAX_PER_PHOTO:
+        # Encoding costs about 60 ms a face: a photo tiled with hundreds of faces must not hold a worker.
+        locations = sorted(locations, key=_location_area, reverse=True)[: settings.FACES_MAX_PER_PHOTO]
     encodings = face_recognition.face_encodings(pixels, known_face_locations=locations)
     scale = width / image.width
     faces = [
         DetectedFace(box=_scale_box(loc, scale, width, height), encoding=np.asarray(enc, dtype=ENCODING_DTYPE))
         for loc, enc in zip(locations, encodings, strict=True)
     ]
-    return Analysis(width=width, height=height, faces=faces, preview=image, taken_at=taken_at)
+    return Analysis(width=width, height=height, faces=faces, preview=image, found=found, taken_at=taken_at)
+
+
+def _location_area(location: tuple[int, int, int, int]) -> int:
+    top, right, bottom, left = location
+    return (bottom - top) * (right - left)
 
 
 def encode_reference(source: IO[bytes] | bytes | str) -> DetectedFace:

@@ -45,6 +45,15 @@ def _moment(value: str, name: str, end_of_day: bool) -> datetime:
     return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
 
+MAX_ID = 2**63 - 1  # the largest id a 64-bit integer column holds
+
+
+def is_id(value: str) -> bool:
+    """A whole number an id column can hold: a larger one would fail the query (`pk__in`), not miss."""
+    value = value.strip()
+    return value.isascii() and value.isdecimal() and 0 < int(value) <= MAX_ID
+
+
 @dataclass
 class PhotoFilter:
     people: list[Person] = field(default_factory=list)
@@ -57,7 +66,7 @@ class PhotoFilter:
     def from_query(cls, params: QueryDict, owner) -> PhotoFilter:
         """Read the filters of a request; BadFilter for a value that is not understood."""
         ids = _values(params, "person")
-        if not all(value.isdecimal() for value in ids):
+        if not all(is_id(value) for value in ids):
             raise BadFilter("person: give the ids of your people.")
         people = list(Person.objects.filter(owner=owner, pk__in=ids))
         if len(people) != len(set(ids)):

@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
+from recognition import signin
 from recognition.models import FaceGroup, Person
+
+
+class SignInLimitMixin:
+    """Says plainly when sign-in is held by the brute-force limits (recognition.signin)."""
+
+    def get_invalid_login_error(self) -> forms.ValidationError:
+        seconds = getattr(self.request, "sign_in_retry_after", None)
+        if seconds:
+            return forms.ValidationError(signin.held_message(seconds), code="too_many_attempts")
+        return super().get_invalid_login_error()
+
+
+class SignInForm(SignInLimitMixin, AuthenticationForm):
+    pass
+
+
+class AdminSignInForm(SignInLimitMixin, AdminAuthenticationForm):
+    pass
 
 
 class PersonForm(forms.Form):

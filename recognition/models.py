@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import PurePath
 
 import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
@@ -17,7 +18,7 @@ from PIL import Image
 from recognition import engine, renditions, storage
 from recognition.engine import Box
 from recognition.matching import Gallery
-from recognition.uploads import UploadRejected, check_upload, clean_name
+from recognition.uploads import UploadRejected, check_quota, check_rate, check_upload, clean_name
 
 
 def _random_name(folder: str, filename: str) -> str:
@@ -53,12 +54,19 @@ def face_path(instance: models.Model, filename: str) -> str:
 MEDIA_FOLDERS = ("photos", "thumbs", "web", "faces", "references")
 
 
+def _savepoint_if_in_transaction():
+    """Inside a caller's transaction, a savepoint: a failed insert (the unique file hash) leaves that
+    transaction usable, and the file's deletion is registered outside what is rolled back. Outside one,
+    nothing: a transaction would hold SQLite's write lock while the file is written to storage."""
+    return transaction.atomic() if transaction.get_connection().in_atomic_block else contextlib.nullcontext()
+
+
 def store_new_file(manager: models.Manager, **fields) -> models.Model:
     """Create a row with an uploaded file, or store nothing: storage down answers 503 (Retry-After), and a
     file stored for a row that then could not be saved is deleted again."""
     instance = manager.model(**fields)
     try:
-        with storage.reporting_outages("storing an upload"):
+        with storage.reporting_outages("storing an upload"), _savepoint_if_in_transaction():
             instance.save()
     except storage.StorageUnavailable as exc:
         raise UploadRejected(
@@ -91,25 +99,52 @@ class TakenAtSource(models.TextChoices):
 UNFINISHED = (PhotoStatus.WAITING, PhotoStatus.QUEUED, PhotoStatus.PROCESSING)
 
 
+def admit_upload(owner, upload: UploadedFile | None) -> str:
+    """The one gate of every upload, photo or reference, whatever the way in: the owner's rate limit,
+    then the file itself (size, a readable header), then the owner's storage quota. Returns its SHA-256."""
+    check_rate(owner.pk)
+    sha256 = check_upload(upload)
+    if settings.USER_QUOTA_BYTES:
+        check_quota(storage_used(owner), upload.size)
+    return sha256
+
+
+def storage_used(owner) -> int:
+    """Bytes of the owner's stored originals: photos and reference photos."""
+    photos = Photo.objects.filter(owner=owner).aggregate(total=models.Sum("size_bytes"))["total"] or 0
+    references = ReferencePhoto.objects.filter(person__owner=owner).aggregate(total=models.Sum("size_bytes"))
+    return photos + (references["total"] or 0)
+
+
 class PhotoManager(models.Manager):
     def from_upload(self, owner, upload: UploadedFile | None) -> tuple[Photo, bool]:
-        """Store an uploaded photo (checked first); the same file twice gives back the first photo."""
-        sha256 = check_upload(upload)
+        """Store an uploaded photo (checked first); the same file twice gives back the first photo.
+
+        Two requests with the same file at once both pass the first lookup; the unique constraint on
+        (owner, sha256) lets one insert, and the other answers with that photo, as a duplicate."""
+        sha256 = admit_upload(owner, upload)
         existing = self.filter(owner=owner, sha256=sha256).first()
         if existing is not None:
             return existing, True
-        photo = store_new_file(
-            self,
-            owner=owner,
-            image=upload,
-            original_name=clean_name(upload.name),
-            size_bytes=upload.size,
-            sha256=sha256,
-            status=PhotoStatus.QUEUED,
-            # Until the job reads the camera's date, the upload time stands in.
-            taken_at=timezone.now(),
-            taken_at_source=TakenAtSource.UPLOAD,
-        )
+        try:
+            photo = store_new_file(
+                self,
+                owner=owner,
+                image=upload,
+                original_name=clean_name(upload.name),
+                size_bytes=upload.size,
+                sha256=sha256,
+                status=PhotoStatus.QUEUED,
+                # Until the job reads the camera's date, the upload time stands in.
+                taken_at=timezone.now(),
+                taken_at_source=TakenAtSource.UPLOAD,
+            )
+        except IntegrityError:
+            # Another request stored the same file a moment ago: answer with its photo (our file is deleted).
+            existing = self.filter(owner=owner, sha256=sha256).first()
+            if existing is None:
+                raise
+            return existing, True
         return photo, False
 
 
@@ -167,8 +202,11 @@ class Person(models.Model):
 
     def add_reference(self, upload: UploadedFile | None) -> ReferencePhoto:
         """Store a reference photo (checked first); the caller queues its encoding."""
-        check_upload(upload)
-        return store_new_file(ReferencePhoto.objects, person=self, image=upload, original_name=clean_name(upload.name))
+        admit_upload(self.owner, upload)
+        return store_new_file(
+            ReferencePhoto.objects, person=self, image=upload, original_name=clean_name(upload.name),
+            size_bytes=upload.size,
+        )  # fmt: skip
 
 
 class ReferenceStatus(models.TextChoices):
@@ -189,6 +227,7 @@ class ReferencePhoto(models.Model):
     # What a person's page shows, made by the encoding job (a face named on a photo: the crop itself).
     thumbnail = models.ImageField(upload_to=reference_path, max_length=200, blank=True)
     original_name = models.CharField(max_length=255, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
     encoding = models.BinaryField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=20, choices=ReferenceStatus.choices, default=ReferenceStatus.QUEUED)
     error = models.TextField(blank=True)
@@ -218,10 +257,11 @@ class ReferencePhoto(models.Model):
         ReferencePhoto.objects.filter(pk=self.pk).update(thumbnail=name)
         self.thumbnail = name
 
-    def store_faces(self, found: list[engine.DetectedFace], width: int) -> None:
+    def store_faces(self, found: list[engine.DetectedFace], width: int, note: str = "") -> None:
         """Record what the encoding job found: one face is the encoding, several wait for a choice.
 
-        width is the original's (boxes are in its pixels), to crop the faces from the thumbnail."""
+        width is the original's (boxes are in its pixels), to crop the faces from the thumbnail; note is
+        what the user should know (engine.Analysis.note), kept as the reference's error."""
         if len(found) == 1:
             fields = {"status": ReferenceStatus.DONE, "encoding": engine.encoding_to_bytes(found[0].encoding)}
             fields["faces"] = []
@@ -241,7 +281,8 @@ class ReferencePhoto(models.Model):
                     for i, f in enumerate(found)
                 ],
             }
-        ReferencePhoto.objects.filter(pk=self.pk).update(error="", **fields)
+        fields["error"] = note
+        ReferencePhoto.objects.filter(pk=self.pk).update(**fields)
         for name, value in fields.items():
             setattr(self, name, value)
 
@@ -279,6 +320,8 @@ class Photo(models.Model):
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     job_id = models.CharField(max_length=64, blank=True)
+    # The queue of its latest job: uploads count towards the owner's fair share of the workers, bulk does not.
+    queue = models.CharField(max_length=20, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -296,6 +339,13 @@ class Photo(models.Model):
         # Newest taken first; the id makes the order stable for pagination.
         ordering = [models.F("taken_at").desc(nulls_last=True), "-created_at", "-id"]
         indexes = [models.Index(fields=["owner", "status"]), models.Index(fields=["owner", "-taken_at", "-id"])]
+        constraints = [
+            # One photo per file and owner. Rows from before the constraint may have no hash (""):
+            # the migration kept the oldest of each duplicate set and cleared the hash of the others.
+            models.UniqueConstraint(
+                fields=["owner", "sha256"], condition=~models.Q(sha256=""), name="one_photo_per_owner_and_file"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.original_name or f"photo {self.pk}"

@@ -25,11 +25,28 @@ from django.views.decorators.http import require_GET, require_POST
 
 from jobs.enqueue import UPLOADS, enqueue_photo, enqueue_renditions
 from recognition import curation, grouping, storage
-from recognition.api import UploadThrottle
 from recognition.downloads import zip_of
-from recognition.filters import BadFilter, PhotoFilter
-from recognition.forms import MergeForm, MergeGroupForm, NameFaceForm, PersonForm, ReferenceForm, RenameForm, SignupForm
-from recognition.models import Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
+from recognition.filters import BadFilter, PhotoFilter, is_id
+from recognition.forms import (
+    MergeForm,
+    MergeGroupForm,
+    NameFaceForm,
+    PersonForm,
+    ReferenceForm,
+    RenameForm,
+    SignInForm,
+    SignupForm,
+)  # fmt: skip
+from recognition.models import (
+    Face,
+    FaceGroup,
+    Person,
+    Photo,
+    PhotoStatus,
+    ReferencePhoto,
+    ReferenceStatus,
+    storage_used,
+)
 from recognition.uploads import UploadRejected
 
 PHOTOS_PER_PAGE = 24
@@ -48,6 +65,7 @@ def page_of(request: HttpRequest, items, per_page: int) -> Page:
 
 class SignInView(auth_views.LoginView):
     redirect_authenticated_user = True
+    form_class = SignInForm
 
     def get_context_data(self, **kwargs) -> dict:
         return super().get_context_data(allow_signup=settings.ALLOW_SIGNUP, **kwargs)
@@ -60,7 +78,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend="recognition.signin.RateLimitedBackend")
         return redirect("gallery")
     return render(request, "registration/signup.html", {"form": form})
 
@@ -110,17 +128,17 @@ def gallery(request: HttpRequest) -> HttpResponse:
         "per_page": PHOTOS_PER_PAGE,
         "max_bytes": settings.PHOTO_MAX_BYTES,
     }
+    if settings.USER_QUOTA_BYTES:
+        used = storage_used(request.user)
+        context["storage"] = {"used": used, "quota": settings.USER_QUOTA_BYTES,
+                              "percent": min(100, round(100 * used / settings.USER_QUOTA_BYTES))}  # fmt: skip
     return render(request, "recognition/gallery.html", context, status=400 if filter_error else 200)
 
 
 def upload_files(request: HttpRequest, files: list) -> None:
     if not files:
         messages.error(request, "Choose one or more photos to upload.")
-    throttle = UploadThrottle()
     for upload in files:
-        if not throttle.allow_request(request, None):
-            messages.error(request, f"{upload.name}: too many uploads, try again later.")
-            continue
         try:
             photo, duplicate = Photo.objects.from_upload(request.user, upload)
         except UploadRejected as exc:
@@ -136,11 +154,22 @@ def upload_files(request: HttpRequest, files: list) -> None:
 @require_GET
 @login_required
 def photo_status(request: HttpRequest) -> JsonResponse:
-    """Cards' live status: /photos/status/?ids=1,2,3 (the user's own photos only)."""
-    ids = [int(part) for part in request.GET.get("ids", "").split(",") if part.strip().isdecimal()]
-    photos = Photo.objects.filter(owner=request.user, pk__in=ids[:STATUS_MAX_IDS]).prefetch_related("faces__person")
+    """Cards' live status: /photos/status/?ids=1,2,3 (the user's own photos only); bad ids are 400."""
+    try:
+        ids = photo_ids(request.GET.get("ids", ""))
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    photos = Photo.objects.filter(owner=request.user, pk__in=ids).prefetch_related("faces__person")
     pending = ReferencePhoto.encoding_pending(request.user)
     return JsonResponse({"photos": [photo_card(photo, pending) for photo in photos]})
+
+
+def photo_ids(text: str) -> list[int]:
+    """Comma-separated photo ids, each a whole number a database column can hold; the first STATUS_MAX_IDS."""
+    parts = [part.strip() for part in text.split(",") if part.strip()][:STATUS_MAX_IDS]
+    if not all(is_id(part) for part in parts):
+        raise ValueError("ids: photo ids are whole numbers from 1, separated by commas")
+    return [int(part) for part in parts]
 
 
 def face_boxes(photo: Photo, faces: list[Face]) -> list[dict]:
@@ -188,7 +217,7 @@ BULK_MAX = 1000
 @login_required
 def photos_bulk(request: HttpRequest) -> HttpResponse:
     """One action on the photos ticked in the gallery: download (a streamed zip), reprocess or delete."""
-    ids = [int(value) for value in request.POST.getlist("ids") if value.isdecimal()][:BULK_MAX]
+    ids = [int(value) for value in request.POST.getlist("ids") if is_id(value)][:BULK_MAX]
     photos = Photo.objects.filter(owner=request.user, pk__in=ids)
     back = request.POST.get("next") if _is_local(request.POST.get("next")) else reverse("gallery")
     action, count = request.POST.get("action"), photos.count()
@@ -514,7 +543,7 @@ def group_name(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def group_remove(request: HttpRequest, pk: int) -> HttpResponse:
     group = owned_group(request, pk)
-    ids = [int(value) for value in request.POST.getlist("faces") if value.isdecimal()]
+    ids = [int(value) for value in request.POST.getlist("faces") if is_id(value)]
     try:
         removed = group.remove_faces(ids)
     except ValueError:

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +40,7 @@ from rq.job import Job, JobStatus
 from jobs import redis_server as embedded_redis
 from jobs.enqueue import QUEUE_NAMES, paused_queues
 from jobs.worker import FaceWorker
+from recognition import limits
 from recognition.models import Photo, PhotoStatus
 
 FACES = Path(os.environ.get("FACES_DIR", settings.BASE_DIR.parent / "shared" / "faces"))
@@ -282,6 +285,85 @@ def start_worker(redis_server) -> Iterator[Callable[..., subprocess.Popen]]:
                 process.wait()
 
 
+def post_over_http(
+    url: str, token: str, relative: str, data: bytes | None = None, name: str | None = None
+) -> tuple[int, dict, dict]:
+    """A multipart upload over a real socket, as a browser or a script sends it: (status, body, headers)."""
+    boundary = uuid.uuid4().hex
+    filename = name or Path(relative).name
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + (face_file(relative).read_bytes() if data is None else data)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Authorization": f"Token {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        text = error.read().decode(errors="replace")
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = {"error": text}
+        return error.code, answer, dict(error.headers)
+
+
+class Gunicorn:
+    """A real gunicorn serving the site against this test's database, Redis and media."""
+
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 2, threads: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        command = [
+            sys.executable, "-m", "gunicorn", "photosite.wsgi", "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(workers), "--threads", str(threads),
+            "--access-logfile", str(log), "--access-logformat", "%(p)s %(s)s %(r)s",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        wait_for(self.answers, timeout=60)
+
+    def answers(self) -> bool:
+        assert self.process.poll() is None, "gunicorn exited"
+        try:
+            with urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=5):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def start_gunicorn(redis_server, tmp_path) -> Iterator[Callable[..., Gunicorn]]:
+    """Start gunicorn with N worker processes on a free port; stopped at the end of the test."""
+    started: list[Gunicorn] = []
+
+    def start(workers: int = 2, threads: int = 1, **env: str) -> Gunicorn:
+        server = Gunicorn(worker_environment(redis_server.url, **env), tmp_path / "access.log", workers, threads)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 120.0, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -456,6 +538,16 @@ def mqtt_broker(tmp_path) -> Iterator[MqttBroker]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_limits() -> Iterator[None]:
+    """Rate limits keep a little state per process (a Redis outage seen, the fallback counts): not across tests."""
+    limits.outage.since = None
+    limits.local.hits.clear()
+    yield
+    limits.outage.since = None
+    limits.local.hits.clear()
 
 
 # S3-compatible media: moto's standalone server, a real HTTP endpoint speaking the S3 API, in a process of

@@ -130,3 +130,21 @@ def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
 def truncated(relative: str = PORTRAIT, keep: float = 0.5) -> bytes:
     data = Path(face_file(relative)).read_bytes()
     return data[: int(len(data) * keep)]
+
+
+def eps(relative: str = PORTRAIT) -> bytes:
+    """A real Encapsulated PostScript file of the photo, as Pillow writes it (no Ghostscript needed to write)."""
+    return encode(real(relative).convert("RGB"), "EPS")
+
+
+def tiled_faces(big: list[str], small: list[str]) -> bytes:
+    """A JPEG of portraits side by side: a row of `big` ones at twice their size over a row of `small` ones."""
+    tile = (175, 220)
+    images = [real(name).convert("RGB").resize(tile) for name in big + small]
+    width = max(len(big) * tile[0] * 2, len(small) * tile[0])
+    sheet = Image.new("RGB", (width, tile[1] * 3), "white")
+    for number, image in enumerate(images[: len(big)]):
+        sheet.paste(image.resize((tile[0] * 2, tile[1] * 2)), (number * tile[0] * 2, 0))
+    for number, image in enumerate(images[len(big) :]):
+        sheet.paste(image, (number * tile[0], tile[1] * 2))
+    return encode(sheet, "JPEG", quality=92)

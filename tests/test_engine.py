@@ -281,6 +281,31 @@ def test_a_large_photo_is_decoded_no_larger_than_the_detection_size():
     assert max(image.size) == 1200 and (width, height) == (2730, 3411)
 
 
+# Limits: formats we document only, and a cap on the faces encoded per photo.
+
+
+def test_eps_is_not_opened_and_never_reaches_ghostscript(monkeypatch):
+    from PIL import EpsImagePlugin
+
+    called = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *args, **kwargs: called.append(args))
+    with pytest.raises(engine.UnreadableImage, match="not a known image format"):
+        engine.detect_faces(images.eps())
+    assert called == []
+
+
+def test_past_the_face_cap_the_largest_faces_are_encoded(settings):
+    big = ["people/obama/portrait_2012.jpg", "people/biden/vp_portrait_2013.jpg"]
+    small = ["people/hayes/photo_1.jpg", "people/clinton/senate.jpg", "people/harris/senate.jpg"]
+    sheet = images.tiled_faces(big, small)
+    assert len(engine.detect_faces(sheet).faces) == 5
+    settings.FACES_MAX_PER_PHOTO = 2
+    analysis = engine.detect_faces(sheet)
+    assert analysis.found == 5 and len(analysis.faces) == 2
+    assert all(face.box.bottom <= 440 for face in analysis.faces), "both from the row of big portraits"
+    assert analysis.note == "5 faces found: only the largest 2 were encoded and matched."
+
+
 def exif_jpeg(**tags) -> bytes:
     exif = Image.Exif()
     details = exif.get_ifd(engine.EXIF_IFD)

@@ -80,10 +80,11 @@ def test_processing_past_the_job_timeout_is_queued_again(user, redis_server, set
     assert get_queue(UPLOADS).get_job_ids() == [photo_job_id(photo.pk)]
 
 
-def test_the_queue_depth_limit_holds_the_rest_back(user, redis_server, run_jobs, settings):
+def test_the_queue_depth_limit_holds_the_rest_back(user, other_user, redis_server, run_jobs, settings):
     settings.QUEUE_MAX_DEPTH = 2
-    photos = [stored_photo(user, "nofaces/cat.png", status=PhotoStatus.QUEUED) for _ in range(3)]
-    photos.append(stored_photo(user, "nofaces/cat.png", status=PhotoStatus.WAITING))
+    # The held ones are another user's: the end of a user's job queues their own next photo at once.
+    photos = [stored_photo(owner, "nofaces/cat.png", status=PhotoStatus.QUEUED) for owner in (user, user, other_user)]
+    photos.append(stored_photo(other_user, "nofaces/cat.png", status=PhotoStatus.WAITING))
     outcome = reconcile(grace=0)
     assert outcome.queued == [photos[0].pk, photos[1].pk] and outcome.held == [photos[2].pk, photos[3].pk]
     assert Photo.objects.get(pk=photos[2].pk).status == PhotoStatus.WAITING

@@ -27,6 +27,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from jobs import redis_server
+from jobs.management.commands.runsite import local_http_cookies
 from jobs.supervisor import port_in_use
 from tests.conftest import face_file, free_port, wait_for
 from tests.test_faults import portraits
@@ -283,3 +284,52 @@ def test_after_a_power_cut_every_photo_is_done_within_two_minutes_and_none_twice
     assert len(boxes) >= 8 and len({tuple(box.values()) for box in boxes}) == len(boxes), "no face stored twice"
     log = site.output()
     assert [log.count(f"Job OK (photo-{pk})") for pk in ids] == [1] * len(ids), "each photo finished once"
+
+
+# Secure cookies: the safe reading is the one that happens.
+
+
+def csrf_cookie(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return next(c for c in response.headers.get_all("Set-Cookie") if c.startswith("csrftoken="))
+
+
+def as_make_run_starts_it(site: Stack) -> Stack:
+    """`make run` passes no SECURE_COOKIES (pytest sets it to 0 for the tests themselves)."""
+    site.env.pop("SECURE_COOKIES", None)
+    site.start()
+    return site
+
+
+def test_make_run_on_local_plain_http_says_its_cookies_are_not_secure_only(stack):
+    site = as_make_run_starts_it(stack(WORKERS="0"))
+    assert "; Secure" not in csrf_cookie(f"{site.url}/accounts/login/")
+    assert "Cookies are not Secure-only: SECURE_COOKIES is unset and this serves plain HTTP on 127.0.0.1" in (
+        site.output()
+    )
+
+
+def test_behind_an_https_proxy_make_run_gives_secure_cookies(stack):
+    """The README's "behind HTTPS" reading is the one that happens: nothing turns Secure off there."""
+    site = as_make_run_starts_it(stack(WORKERS="0", BEHIND_HTTPS_PROXY="1"))
+    assert "; Secure" in csrf_cookie(f"{site.url}/accounts/login/")
+    assert "Cookies are Secure-only" in site.output()
+
+
+@pytest.mark.parametrize(
+    ("env", "host", "local"),
+    [({}, "127.0.0.1", True), ({}, "localhost", True), ({}, "::1", True), ({}, "0.0.0.0", False),
+     ({}, "photos.example.com", False), ({"SECURE_COOKIES": "1"}, "127.0.0.1", False),
+     ({"SECURE_COOKIES": "0"}, "0.0.0.0", False), ({"BEHIND_HTTPS_PROXY": "1"}, "127.0.0.1", False),
+     ({"SECURE_SSL_REDIRECT": "true"}, "127.0.0.1", False)],
+)  # fmt: skip
+def test_cookies_are_secure_but_for_local_plain_http(env, host, local):
+    assert bool(local_http_cookies(env, host)) is local
+
+
+def test_the_makefile_does_not_turn_secure_cookies_off():
+    commands = subprocess.run(
+        ["make", "-n", "run"], cwd=settings.BASE_DIR, capture_output=True, text=True, check=True
+    ).stdout
+    assert "manage.py runsite" in commands
+    assert "SECURE_COOKIES" not in commands

@@ -34,7 +34,8 @@ import json
 from django.conf import settings
 names = ["DEBUG", "ALLOWED_HOSTS", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY",
          "X_FRAME_OPTIONS", "SECURE_HSTS_SECONDS", "MEDIA_URL", "MIDDLEWARE", "REST_FRAMEWORK",
-         "PHOTO_MAX_BYTES", "UPLOAD_RATE_LIMIT", "QUEUE_MAX_DEPTH", "JOB_TIMEOUT", "FACES_MAX_PIXELS"]
+         "PHOTO_MAX_BYTES", "UPLOAD_RATE_LIMIT", "QUEUE_MAX_DEPTH", "JOB_TIMEOUT", "FACES_MAX_PIXELS",
+         "RATE_LIMIT_FAIL_OPEN", "USER_QUOTA_BYTES"]
 print(json.dumps({name: getattr(settings, name) for name in names}))
 """
 
@@ -63,6 +64,12 @@ def test_debug_is_off_by_default_and_cookies_are_secure():
     assert found["REST_FRAMEWORK"]["DEFAULT_PERMISSION_CLASSES"] == ["rest_framework.permissions.IsAuthenticated"]
 
 
+def test_an_empty_secure_cookies_is_the_safe_default():
+    found = read_settings(SECRET_KEY=PRODUCTION["SECRET_KEY"], SECURE_COOKIES="")
+    assert found["SESSION_COOKIE_SECURE"] is True and found["CSRF_COOKIE_SECURE"] is True
+    assert read_settings(SECRET_KEY=PRODUCTION["SECRET_KEY"], SECURE_COOKIES="0")["SESSION_COOKIE_SECURE"] is False
+
+
 def test_debug_runs_without_a_secret_key():
     found = read_settings(DJANGO_DEBUG="1")
     assert found["DEBUG"] is True
@@ -76,10 +83,12 @@ def test_limits_come_from_the_environment():
         QUEUE_MAX_DEPTH="7",
         JOB_TIMEOUT="9",
         FACES_MAX_PIXELS="1234",
+        RATE_LIMIT_FAIL_OPEN="30",
+        USER_QUOTA_BYTES="5000000",
     )
     assert (found["PHOTO_MAX_BYTES"], found["UPLOAD_RATE_LIMIT"], found["QUEUE_MAX_DEPTH"]) == (1000, "5/minute", 7)
     assert (found["JOB_TIMEOUT"], found["FACES_MAX_PIXELS"]) == (9, 1234)
-    assert found["REST_FRAMEWORK"]["DEFAULT_THROTTLE_RATES"]["uploads"] == "5/minute"
+    assert (found["RATE_LIMIT_FAIL_OPEN"], found["USER_QUOTA_BYTES"]) == (30, 5_000_000)
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from pathlib import Path
 
@@ -11,13 +12,14 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from PIL import ImageFile
+from rest_framework.authtoken.models import Token
 
 from jobs.enqueue import UPLOADS, get_queue
 from recognition import engine
-from recognition.models import Person, Photo, PhotoStatus, ReferencePhoto
+from recognition.models import Person, Photo, PhotoManager, PhotoStatus, ReferencePhoto
 from recognition.uploads import MULTIPART_OVERHEAD, UploadRejected, check_content_length, clean_name
 from tests import images
-from tests.conftest import face_file
+from tests.conftest import face_file, post_over_http
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -307,3 +309,94 @@ def test_same_file_twice_gives_back_the_first_photo(api, other_api, redis_server
     theirs = post(other_api, data, "c.jpg")
     assert theirs.status_code == 202 and theirs.json()["duplicate"] is False
     assert theirs.json()["id"] != first.json()["id"]
+
+
+def test_eps_renamed_jpg_is_refused_and_never_reaches_ghostscript(api, user, run_jobs, monkeypatch):
+    """Pillow would hand EPS to Ghostscript, which runs the file's PostScript: only documented formats open."""
+    from PIL import EpsImagePlugin
+
+    called = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *args, **kwargs: called.append(args))
+    data = images.eps()
+    assert data.startswith(b"%!PS-Adobe")
+    response = post(api, data, "x.jpg")
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("This is not an image we can read: not a known image format")
+    assert not Photo.objects.exists()
+    # One already stored (from before this check) fails in the worker the same way.
+    photo = Photo.objects.create(owner=user, image=SimpleUploadedFile("x.jpg", data), status=PhotoStatus.QUEUED)
+    from jobs.enqueue import enqueue_photo
+
+    enqueue_photo(photo, UPLOADS)
+    run_jobs()
+    photo.refresh_from_db()
+    assert photo.status == PhotoStatus.FAILED and photo.error.startswith("Unreadable image: not a known image format")
+    assert called == []
+
+
+def stored_files() -> set[str]:
+    root = Path(settings.MEDIA_ROOT)
+    return {str(path.relative_to(root)) for path in (root / "photos").rglob("*") if path.is_file()}
+
+
+def test_the_same_file_five_times_at_once_makes_one_photo(user, start_gunicorn):
+    """Over HTTP to two gunicorn processes with threads: the unique (owner, sha256) lets one request insert."""
+    server = start_gunicorn(workers=2, threads=4)
+    token = Token.objects.create(user=user).key
+    files_before = stored_files()
+    barrier = threading.Barrier(5)
+    results = []
+
+    def post() -> None:
+        barrier.wait()
+        results.append(post_over_http(f"{server.url}/api/photos/", token, images.PORTRAIT))
+
+    threads = [threading.Thread(target=post) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(status for status, _, _ in results) == [200] * 4 + [202]
+    assert len({body["id"] for _, body, _ in results}) == 1
+    assert sum(body["duplicate"] for _, body, _ in results) == 4
+    assert Photo.objects.count() == 1
+    assert stored_files() - files_before == {Photo.objects.get().image.name}, "the losers' files are not kept"
+
+
+def test_a_request_that_loses_the_race_answers_as_a_duplicate(api, redis_server, monkeypatch):
+    """The lookup before the insert misses (another request has not committed yet): the insert then fails
+    on the constraint, and the answer is the photo that won, with no stray file left in storage."""
+    data = face_file(images.PORTRAIT).read_bytes()
+    first = post(api, data, "a.jpg").json()
+    files_before = stored_files()
+    real_filter = PhotoManager.filter
+    missed = []
+
+    def filter_missing_once(self, *args, **kwargs):
+        if "sha256" in kwargs and not missed:
+            missed.append(True)
+            return real_filter(self, pk=-1)
+        return real_filter(self, *args, **kwargs)
+
+    monkeypatch.setattr(PhotoManager, "filter", filter_missing_once, raising=False)
+    second = post(api, data, "b.jpg")
+    assert missed and second.status_code == 200
+    assert second.json() == {**second.json(), "id": first["id"], "duplicate": True}
+    assert Photo.objects.count() == 1
+    assert stored_files() == files_before
+
+
+def test_the_migration_keeps_every_duplicate_photo_and_the_hash_of_the_oldest(user, other_user):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    before = [("recognition", "0006_remove_alert_delivery_columns")]
+    latest = executor.loader.graph.leaf_nodes("recognition")
+    executor.migrate(before)
+    old_photo = MigrationExecutor(connection).loader.project_state(before).apps.get_model("recognition", "Photo")
+    rows = [old_photo.objects.create(owner_id=owner.pk, image=f"photos/{n}.jpg", sha256="ab" * 32)
+            for n, owner in enumerate([user, user, user, other_user])]  # fmt: skip
+    MigrationExecutor(connection).migrate(latest)
+    hashes = dict(Photo.objects.values_list("pk", "sha256"))
+    assert hashes == {rows[0].pk: "ab" * 32, rows[1].pk: "", rows[2].pk: "", rows[3].pk: "ab" * 32}

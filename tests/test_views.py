@@ -186,9 +186,16 @@ def test_gallery_is_paginated(owner, user):
     assert "p29.jpg" in first and "p0.jpg" in second
 
 
+@pytest.mark.parametrize("ids", ["99999999999999999999999", "1,x", "-1", "0", "1.5", "١٢"])
+def test_status_endpoint_answers_400_to_bad_ids(owner, ids):
+    response = owner.get(reverse("photo-status"), {"ids": ids})
+    assert response.status_code == 400
+    assert response.json() == {"error": "ids: photo ids are whole numbers from 1, separated by commas"}
+
+
 def test_status_endpoint_gives_status_names_and_thumbnail(owner, photo, user):
     queued = Photo.objects.create(owner=user, image="photos/x/q.jpg")
-    body = owner.get(reverse("photo-status") + f"?ids={photo.pk},{queued.pk},x,999").json()
+    body = owner.get(reverse("photo-status") + f"?ids={photo.pk},{queued.pk},999").json()
     cards = {card["id"]: card for card in body["photos"]}
     assert set(cards) == {photo.pk, queued.pk}
     assert cards[photo.pk]["status"] == "done" and cards[photo.pk]["names"] == ["Obama"]
@@ -382,6 +389,25 @@ def test_a_file_missing_from_storage_is_not_found(owner, user):
     photo = Photo.objects.create(owner=user, image="photos/x/gone.jpg", thumbnail="thumbs/x/gone.jpg")
     for name in ("photo-original", "photo-thumbnail", "photo-web"):
         assert owner.get(reverse(name, args=[photo.pk])).status_code == 404, name
+
+
+@pytest.mark.parametrize(
+    "url", ["/photos/99999999999999999999999/", "/media/photos/99999999999999999999999/web.jpg",
+            "/api/photos/99999999999999999999999/", "/people/99999999999999999999999/"]
+)  # fmt: skip
+def test_ids_too_large_for_the_database_are_not_found(owner, url):
+    assert owner.get(url).status_code == 404
+
+
+def test_ids_too_large_for_the_database_in_forms_and_filters_are_refused_not_errors(owner, group):
+    huge = "99999999999999999999999"
+    response = owner.post(reverse("photos-bulk"), {"action": "delete", "ids": [huge]}, follow=True)
+    assert "Select one or more photos first." in response.content.decode()
+    response = owner.post(reverse("group-remove", args=[group.pk]), {"faces": [huge]}, follow=True)
+    assert "Tick the faces" in response.content.decode()
+    assert owner.get(reverse("gallery") + f"?person={huge}").status_code == 400
+    assert owner.get(f"/api/photos/?person={huge}").status_code == 400
+    assert owner.post(f"/api/groups/{group.pk}/remove/", {"faces": [int(huge)]}, "application/json").status_code == 400
 
 
 # Issue 16: no silent mistakes.

@@ -7,11 +7,13 @@ on its own is restarted with backoff; one that keeps dying stops the site, sayin
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -32,6 +34,33 @@ from jobs.supervisor import (
 
 class Stop(Exception):
     pass
+
+
+COOKIES_LOCAL = (
+    "Cookies are not Secure-only: SECURE_COOKIES is unset and this serves plain HTTP on {host}, this machine "
+    "only. Behind HTTPS set BEHIND_HTTPS_PROXY=1 (or SECURE_COOKIES=1) and they are."
+)
+COOKIES_SECURE = (
+    "Cookies are Secure-only: browsers send them over HTTPS only, so sign in through your HTTPS proxy. "
+    "(Plain HTTP on a network you trust: SECURE_COOKIES=0.)"
+)
+
+
+def local_http_cookies(env: Mapping[str, str], host: str) -> str:
+    """The one case where cookies are not Secure-only unless asked: SECURE_COOKIES unset, plain HTTP on a
+    loopback address, no HTTPS proxy or redirect configured. Returns the sentence that says so, else ""."""
+    https = env_bool_in(env, "BEHIND_HTTPS_PROXY") or env_bool_in(env, "SECURE_SSL_REDIRECT")
+    if env.get("SECURE_COOKIES", "").strip() or https:
+        return ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    return COOKIES_LOCAL.format(host=host) if loopback else ""
+
+
+def env_bool_in(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class Command(BaseCommand):
@@ -59,6 +88,9 @@ class Command(BaseCommand):
             pid_file.release()
 
     def run(self, pid_file: PidFile, host: str, port: int, workers: int, web_workers: int) -> None:
+        cookies = local_http_cookies(os.environ, host)
+        if cookies:
+            os.environ["SECURE_COOKIES"] = "0"  # for the processes started below
         children = self.children(host, port, workers, web_workers)
         self.supervisor = Supervisor(children, record=lambda kids: pid_file.write([k.pid for k in kids if k.alive()]))
         self.signalled = False
@@ -75,6 +107,7 @@ class Command(BaseCommand):
                 if self.stop_requested:
                     raise Stop
             self.stdout.write(self.style.SUCCESS(f"photosite is running at http://{host}:{port}/ (Ctrl-C stops it)"))
+            self.stdout.write(cookies or COOKIES_SECURE)
             while not self.stop_requested:
                 self.supervisor.check()
                 time.sleep(0.5)
