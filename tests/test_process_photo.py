@@ -177,9 +177,10 @@ def test_transient_errors_back_off_by_the_retry_intervals_then_fail(api, run_job
     assert scheduled.count == 0 and queue.failed_job_registry.get_job_ids() == [photo_job_id(photo_id)]
 
 
-def test_a_second_rematch_sends_nothing(api, run_jobs):
+def test_a_second_rematch_sends_nothing(api, user, run_jobs):
     """Gallery changes and bulk re-matches find Obama again in a photo he was already found in: no new alert,
     no second email."""
+    AlertSettings.objects.create(user=user, email_address=user.email, email_confirmed=user.email)
     obama = add_person(api, run_jobs, "Obama", "people/obama/portrait_2012.jpg")
     photo_id = upload(api, "people/obama/congress_address_2009.jpg")
     run_jobs()

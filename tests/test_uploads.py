@@ -328,7 +328,7 @@ def test_eps_renamed_jpg_is_refused_and_never_reaches_ghostscript(api, user, run
     from jobs.enqueue import enqueue_photo
 
     enqueue_photo(photo, UPLOADS)
-    run_jobs()
+    run_jobs(expect_failures=True)
     photo.refresh_from_db()
     assert photo.status == PhotoStatus.FAILED and photo.error.startswith("Unreadable image: not a known image format")
     assert called == []
