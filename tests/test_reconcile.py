@@ -202,11 +202,12 @@ def test_given_up_after_as_many_runs_as_a_job_has_tries(user, redis_server, sett
 
 
 @pytest.mark.parametrize("queued", [2, 3])
-def test_a_full_queue_takes_nothing_more(user, redis_server, settings, queued):
+def test_a_full_queue_takes_nothing_more(user, other_user, redis_server, settings, queued):
     """At the depth, or past it (the depth was lowered), the waiting photos stay waiting."""
     settings.QUEUE_MAX_DEPTH = 2
     sum(enqueue_photos([stored_photo(user).pk for _ in range(queued)], queue=UPLOADS))
-    waiting = [stored_photo(user, status=PhotoStatus.WAITING).pk for _ in range(2)]
+    # Another user's: held by the depth alone, not by the first user's fair share.
+    waiting = [stored_photo(other_user, status=PhotoStatus.WAITING).pk for _ in range(2)]
     outcome = reconcile(grace=0)
     assert outcome.queued == [] and outcome.held == waiting
     assert get_queue(UPLOADS).count == queued
