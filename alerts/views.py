@@ -14,7 +14,6 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from alerts import dispatch
@@ -23,6 +22,7 @@ from alerts.forms import AlertSettingsForm, PersonAlertsForm
 from alerts.models import AlertSettings, Delivery, Summary
 from alerts.timeline import timeline
 from recognition.models import Alert, Person
+from recognition.views import is_local
 
 ALERTS_PER_PAGE = 50
 CONFIRM_SALT = "alerts.confirm-email"
@@ -71,8 +71,7 @@ def alerts_read_all(request: HttpRequest) -> HttpResponse:
 
 def back(request: HttpRequest) -> HttpResponse:
     url = request.POST.get("next")
-    local = bool(url) and url_has_allowed_host_and_scheme(url, allowed_hosts=None) and url.startswith("/")
-    return redirect(url if local else "alerts")
+    return redirect(url if is_local(url) else "alerts")
 
 
 @login_required

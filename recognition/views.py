@@ -219,7 +219,7 @@ def photos_bulk(request: HttpRequest) -> HttpResponse:
     """One action on the photos ticked in the gallery: download (a streamed zip), reprocess or delete."""
     ids = [int(value) for value in request.POST.getlist("ids") if is_id(value)][:BULK_MAX]
     photos = Photo.objects.filter(owner=request.user, pk__in=ids)
-    back = request.POST.get("next") if _is_local(request.POST.get("next")) else reverse("gallery")
+    back = request.POST.get("next") if is_local(request.POST.get("next")) else reverse("gallery")
     action, count = request.POST.get("action"), photos.count()
     if not count:
         messages.error(request, "Select one or more photos first.")
@@ -680,6 +680,6 @@ def face_of_reference(reference: ReferencePhoto, index: int) -> HttpResponse:
     return private(HttpResponse(picture, content_type="image/jpeg"))
 
 
-def _is_local(url: str | None) -> bool:
+def is_local(url: str | None) -> bool:
     """A path on this site (for `next`): never another host, never a scheme."""
     return bool(url) and url_has_allowed_host_and_scheme(url, allowed_hosts=None) and url.startswith("/")
