@@ -179,7 +179,11 @@ class GalleryVersion(models.Model):
     @classmethod
     def bump_people(cls, person_ids: Iterable[int]) -> None:
         """Mark the galleries of these people's owners changed."""
-        cls.bump(Person.objects.filter(pk__in=set(person_ids)).values_list("owner_id", flat=True).distinct())
+        ids, owners = sorted(set(person_ids)), set()
+        for start in range(0, len(ids), 1000):  # SQLite takes at most 32,766 parameters a query
+            people = Person.objects.filter(pk__in=ids[start : start + 1000])
+            owners.update(people.order_by().values_list("owner_id", flat=True).distinct())
+        cls.bump(owners)
 
 
 class PersonQuerySet(models.QuerySet):
