@@ -66,6 +66,14 @@ def test_each_owner_has_their_own_version(user, other_user, person):
     assert GalleryVersion.current(other_user.pk) == theirs
 
 
+@pytest.mark.django_db
+def test_a_damaged_stored_encoding_fails_loudly_rather_than_shifting_the_others(user, person):
+    ReferencePhoto.objects.create(person=person, image="references/x/r.jpg", status=ReferenceStatus.DONE,
+                                  encoding=b"\0" * 508)  # fmt: skip
+    with pytest.raises(ValueError, match="not 128 numbers"):
+        Gallery.for_owner(user.pk)
+
+
 # Every change of a gallery changes its version, and the next for_owner sees the change. Each change is
 # prepare(user, person) -> act: what it needs is made first, then act() is the change itself.
 
