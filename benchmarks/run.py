@@ -218,11 +218,12 @@ def targets(plan: Plan) -> list[Target]:
             lambda f: f"{f['match_ms_100000']:.2f} ms",
         ),
         Target(
-            "per job, a warm gallery of 100,000 and matching a photo's faces < 10 ms",
-            lambda f: f["match_overhead_ms_100000"] < 10,
+            "per job, a warm gallery of 100,000 < 10 ms: getting it, and getting it + matching a photo's faces",
+            lambda f: f["gallery_load_ms_100000"] < 10 and f["match_overhead_ms_100000"] < 10,
             lambda f: (
-                f"{f['match_overhead_ms_100000']:.2f} ms (in a forked horse {f['match_overhead_forked_ms_100000']:.2f}"
-                f" ms; cold {f['match_overhead_cold_ms_100000']:.0f} ms)"
+                f"{f['gallery_load_ms_100000']:.2f} ms, {f['match_overhead_ms_100000']:.1f} ms (in a forked horse "
+                f"{f['match_overhead_forked_ms_100000']:.1f} ms; "
+                f"from the database {f['match_overhead_cold_ms_100000']:.0f} ms)"
             ),
         ),
         Target(
