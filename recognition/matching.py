@@ -30,7 +30,7 @@ class Gallery:
     def __init__(self, encodings: np.ndarray, person_ids: np.ndarray) -> None:
         order = np.argsort(person_ids, kind="stable")
         # Column-major: encodings.T is then a contiguous 128 x n matrix, and probes @ encodings.T the plain
-        # product BLAS does fastest (half the CPU of the row-major layout at 100,000, benchmarks/gallery_load).
+        # product BLAS does fastest (measured at 100,000: a quarter less CPU for 3 probes, 40% for one).
         ordered = np.asarray(encodings, dtype=ENCODING_DTYPE)[order].reshape(-1, ENCODING_SIZE)
         self.encodings = np.asfortranarray(ordered)
         sorted_ids = np.asarray(person_ids, dtype=np.int64)[order]
