@@ -42,7 +42,7 @@ class Target:
 
 
 TARGETS = {
-    "matching": Target("recognition/matching.py", ("tests/test_matching.py",)),
+    "matching": Target("recognition/matching.py", ("tests/test_matching.py", "tests/test_gallery_cache.py")),
     "engine": Target("recognition/engine.py", ("tests/test_engine.py",)),
     "uploads": Target("recognition/uploads.py", ("tests/test_uploads.py", "tests/test_api.py")),
     "reconcile": Target("jobs/reconcile.py", ("tests/test_reconcile.py",)),

@@ -22,7 +22,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import WorkerStatus
 
-from jobs import recovery, stats
+from jobs import galleries, recovery, stats
 from jobs.enqueue import paused_queues
 from jobs.redis_outage import RidesOutRedisOutages
 from jobs.supervisor import die_with_parent
@@ -108,6 +108,7 @@ class FaceWorker(RidesOutRedisOutages, Worker):
         recovery.mark_host(self)  # so that a worker of this machine can tell, after a crash, that it is dead
 
     def fork_work_horse(self, job, queue) -> None:
+        galleries.preload(job)  # the horse inherits the job's gallery instead of reading it
         # A forked child must not share the parent's database socket.
         connections.close_all()
         super().fork_work_horse(job, queue)

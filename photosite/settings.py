@@ -226,6 +226,9 @@ FACES_MAX_PER_PHOTO = env_int("FACES_MAX_PER_PHOTO", 100)
 # every other person at least FACES_MATCH_MARGIN farther away.
 FACES_MATCH_DISTANCE = env_float("FACES_MATCH_DISTANCE", 0.55)
 FACES_MATCH_MARGIN = env_float("FACES_MATCH_MARGIN", 0.1)
+# Each process keeps the galleries it matched against lately (recognition.matching.GalleryCache), up to this
+# many MB: 100,000 references take 51 MB, a typical gallery of 1,000 half a MB. 0: load them every time.
+GALLERY_CACHE_MB = env_int("GALLERY_CACHE_MB", 128)
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 400)
 # Grouping unknown faces into people to name (recognition.grouping, README "Who is this?"): faces within
 # FACES_GROUP_DISTANCE link into one group; a face also joins a group when it is within

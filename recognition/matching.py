@@ -7,13 +7,15 @@ reference is at least FACES_MATCH_MARGIN farther. A face close to several people
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
 
-from recognition.engine import ENCODING_DTYPE, ENCODING_SIZE, encoding_from_bytes
+from recognition.engine import ENCODING_DTYPE, ENCODING_SIZE
 
 
 @dataclass(frozen=True)
@@ -27,15 +29,22 @@ class Gallery:
 
     def __init__(self, encodings: np.ndarray, person_ids: np.ndarray) -> None:
         order = np.argsort(person_ids, kind="stable")
-        self.encodings = np.ascontiguousarray(np.asarray(encodings, dtype=ENCODING_DTYPE)[order]).reshape(
-            -1, ENCODING_SIZE
-        )
+        # Column-major: encodings.T is then a contiguous 128 x n matrix, and probes @ encodings.T the plain
+        # product BLAS does fastest (measured at 100,000: a quarter less CPU for 3 probes, 40% for one).
+        ordered = np.asarray(encodings, dtype=ENCODING_DTYPE)[order].reshape(-1, ENCODING_SIZE)
+        self.encodings = np.asfortranarray(ordered)
         sorted_ids = np.asarray(person_ids, dtype=np.int64)[order]
         self.people, self.starts = np.unique(sorted_ids, return_index=True)
         self.squared_norms = np.einsum("ij,ij->i", self.encodings, self.encodings)
 
     @classmethod
     def for_owner(cls, owner_id: int) -> Gallery:
+        """The owner's gallery as it is now: from this process's cache when still current (one query)."""
+        return GALLERIES.get(owner_id)
+
+    @classmethod
+    def load(cls, owner_id: int) -> Gallery:
+        """The owner's gallery read from the database: every encoded reference."""
         from recognition.models import ReferencePhoto, ReferenceStatus
 
         rows = ReferencePhoto.objects.filter(
@@ -45,8 +54,11 @@ class Gallery:
         if not rows:
             return cls(np.empty((0, ENCODING_SIZE), ENCODING_DTYPE), np.empty(0, np.int64))
         person_ids = np.fromiter((pid for pid, _ in rows), dtype=np.int64, count=len(rows))
-        encodings = np.stack([encoding_from_bytes(enc) for _, enc in rows])
-        return cls(encodings, person_ids)
+        # One buffer for all: a tenth of the time of an array per row (34 ms at 10,000 references).
+        packed = b"".join(encoding for _, encoding in rows)
+        if len(packed) != len(rows) * ENCODING_SIZE * np.dtype(ENCODING_DTYPE).itemsize:
+            raise ValueError(f"a stored reference encoding of user {owner_id} is not {ENCODING_SIZE} numbers")
+        return cls(np.frombuffer(packed, dtype=ENCODING_DTYPE).reshape(-1, ENCODING_SIZE), person_ids)
 
     def __len__(self) -> int:
         return len(self.encodings)
@@ -86,3 +98,58 @@ class Gallery:
             if second - distance < settings.FACES_MATCH_MARGIN:
                 return None
         return Match(person_id=int(self.people[best]), distance=round(distance, 4))
+
+
+class GalleryCache:
+    """Owners' galleries as last loaded, each filed under the GalleryVersion it was loaded at; a changed
+    version means a reload. At most GALLERY_CACHE_MB of them, the least recently used going first.
+
+    One per process (GALLERIES). A worker parent loads a job's gallery before forking the job's work
+    horse (jobs.galleries), so the horse inherits it: copy-on-write pages that are only ever read.
+    """
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[int, tuple[int, Gallery]] = OrderedDict()
+        self._lock = threading.Lock()  # web processes have threads
+
+    def get(self, owner_id: int) -> Gallery:
+        from recognition.models import GalleryVersion
+
+        # The version before the rows: a change committed in between files a newer gallery under an
+        # older version (reloaded next time), never an older gallery under the newer version.
+        version = GalleryVersion.current(owner_id)
+        with self._lock:
+            entry = self._entries.get(owner_id)
+            if entry is not None and entry[0] == version:
+                self._entries.move_to_end(owner_id)
+                return entry[1]
+        gallery = Gallery.load(owner_id)
+        self._keep(owner_id, version, gallery)
+        return gallery
+
+    def _keep(self, owner_id: int, version: int, gallery: Gallery) -> None:
+        limit = settings.GALLERY_CACHE_MB * 2**20
+        with self._lock:
+            self._entries.pop(owner_id, None)
+            if gallery.nbytes > limit:
+                return  # larger than the whole cache: loaded for each use
+            self._entries[owner_id] = (version, gallery)
+            total = sum(entry.nbytes for _, entry in self._entries.values())
+            while total > limit:
+                _, (_, oldest) = self._entries.popitem(last=False)
+                total -= oldest.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(gallery.nbytes for _, gallery in self._entries.values())
+
+    def __contains__(self, owner_id: int) -> bool:
+        return owner_id in self._entries
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+GALLERIES = GalleryCache()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 import uuid
+from collections.abc import Iterable
 from pathlib import PurePath
 
 import numpy as np
@@ -148,7 +150,49 @@ class PhotoManager(models.Manager):
         return photo, False
 
 
+class GalleryVersion(models.Model):
+    """Changes whenever what an owner's gallery is made of changes (the rows Gallery.load reads: their
+    references' existence, person, status and encoding), in the transaction of the change: a process that
+    cached the gallery (recognition.matching.GALLERIES) knows from this one row that its copy is stale.
+
+    Each change draws a new random number rather than adding one, so that a number a rolled-back
+    transaction drew (and a process may have seen from inside it) never comes back. No row reads as 0.
+    """
+
+    owner = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"gallery of user {self.owner_id} at {self.version}"
+
+    @classmethod
+    def current(cls, owner_id: int) -> int:
+        return cls.objects.filter(owner_id=owner_id).values_list("version", flat=True).first() or 0
+
+    @classmethod
+    def bump(cls, owner_ids: Iterable[int]) -> None:
+        """Mark these owners' galleries changed: one upsert, in the caller's transaction."""
+        rows = [cls(owner_id=owner_id, version=secrets.randbits(63) or 1) for owner_id in set(owner_ids)]
+        if rows:
+            cls.objects.bulk_create(rows, update_conflicts=True, unique_fields=["owner"], update_fields=["version"])
+
+    @classmethod
+    def bump_people(cls, person_ids: Iterable[int]) -> None:
+        """Mark the galleries of these people's owners changed."""
+        ids, owners = sorted(set(person_ids)), set()
+        for start in range(0, len(ids), 1000):  # SQLite takes at most 32,766 parameters a query
+            people = Person.objects.filter(pk__in=ids[start : start + 1000])
+            owners.update(people.order_by().values_list("owner_id", flat=True).distinct())
+        cls.bump(owners)
+
+
 class PersonQuerySet(models.QuerySet):
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Deleting people deletes their references: their owners' galleries change."""
+        with transaction.atomic(using=self.db):
+            GalleryVersion.bump(self.order_by().values_list("owner_id", flat=True).distinct())
+            return super().delete()
+
     def listed(self) -> PersonQuerySet:
         """With what the people page shows: photo and reference counts, and the face to show."""
         best_face = (
@@ -200,6 +244,11 @@ class Person(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("person", args=[self.pk])
 
+    def delete(self, *args, **kwargs) -> tuple[int, dict[str, int]]:
+        with transaction.atomic():
+            GalleryVersion.bump([self.owner_id])  # their references go with them (a cascade, not our delete())
+            return super().delete(*args, **kwargs)
+
     def add_reference(self, upload: UploadedFile | None) -> ReferencePhoto:
         """Store a reference photo (checked first); the caller queues its encoding."""
         admit_upload(self.owner, upload)
@@ -214,6 +263,45 @@ class ReferenceStatus(models.TextChoices):
     CHOOSE = "choose", "choose a face"  # several faces found: the user picks theirs, nothing is guessed
     DONE = "done", "done"
     FAILED = "failed", "failed"
+
+
+# What Gallery.load reads of a reference, besides its existence: writing one of these changes the gallery.
+GALLERY_FIELDS = frozenset({"person", "person_id", "status", "encoding"})
+
+
+class ReferencePhotoQuerySet(models.QuerySet):
+    """Writes through a queryset (update, delete, bulk_create) mark their owners' galleries changed too."""
+
+    def owner_ids(self) -> set[int]:
+        return set(self.order_by().values_list("person__owner_id", flat=True).distinct())
+
+    def update(self, **fields) -> int:
+        if GALLERY_FIELDS.isdisjoint(fields):
+            return super().update(**fields)
+        with transaction.atomic(using=self.db):
+            owners = self.owner_ids()
+            count = super().update(**fields)
+            GalleryVersion.bump(owners)
+            new_person = fields.get("person", fields.get("person_id"))
+            if isinstance(new_person, Person | int):
+                GalleryVersion.bump_people([getattr(new_person, "pk", new_person)])
+        return count
+
+    update.alters_data = True
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        with transaction.atomic(using=self.db):
+            GalleryVersion.bump(self.owner_ids())
+            return super().delete()
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
+    def bulk_create(self, objs, *args, **kwargs) -> list:
+        with transaction.atomic(using=self.db):
+            created = super().bulk_create(objs, *args, **kwargs)
+            GalleryVersion.bump_people(reference.person_id for reference in created)
+        return created
 
 
 class ReferencePhoto(models.Model):
@@ -240,11 +328,33 @@ class ReferencePhoto(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ReferencePhotoQuerySet.as_manager()
+
     class Meta:
         ordering = ["id"]
 
     def __str__(self) -> str:
         return f"{self.person} #{self.pk}"
+
+    def save(self, *args, **kwargs) -> None:
+        """A save that can change the owner's gallery marks it changed, in one transaction with the row.
+
+        A new reference that is not encoded yet is not in the gallery: it is saved as before, outside a
+        transaction (store_new_file writes its file meanwhile, and must not hold SQLite's write lock)."""
+        update_fields = kwargs.get("update_fields")
+        if (self._state.adding and self.status != ReferenceStatus.DONE) or (
+            update_fields is not None and GALLERY_FIELDS.isdisjoint(update_fields)
+        ):
+            super().save(*args, **kwargs)
+            return
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            GalleryVersion.bump_people([self.person_id])
+
+    def delete(self, *args, **kwargs) -> tuple[int, dict[str, int]]:
+        with transaction.atomic():
+            GalleryVersion.bump_people([self.person_id])
+            return super().delete(*args, **kwargs)
 
     def vector(self) -> np.ndarray | None:
         return engine.encoding_from_bytes(self.encoding) if self.encoding else None

@@ -41,6 +41,7 @@ from jobs import redis_server as embedded_redis
 from jobs.enqueue import QUEUE_NAMES, paused_queues
 from jobs.worker import FaceWorker
 from recognition import limits
+from recognition.matching import GALLERIES
 from recognition.models import Photo, PhotoStatus
 
 FACES = Path(os.environ.get("FACES_DIR", settings.BASE_DIR.parent / "shared" / "faces"))
@@ -122,6 +123,14 @@ def media_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("media")
     settings.MEDIA_ROOT = root
     return root
+
+
+@pytest.fixture(autouse=True)
+def no_cached_galleries() -> Iterator[None]:
+    """Each test starts with an empty gallery cache: ids are reused once a test's rows are rolled back."""
+    GALLERIES.clear()
+    yield
+    GALLERIES.clear()
 
 
 @pytest.fixture
