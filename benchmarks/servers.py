@@ -12,14 +12,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import redis
 from rq import Worker
 
-from benchmarks import services, workset
+from benchmarks import overhead, services, workset
 from benchmarks.accuracy import REFERENCES
 from benchmarks.services import Client, MemoryWatch, free_port, percentile
 from benchmarks.workset import FACES_DIR, WorkPhoto
 from jobs import redis_server
+from jobs.enqueue import QUEUE_NAMES
 
 GUNICORN_WORKERS = 2  # as `manage.py runsite` starts by default
 
@@ -109,7 +111,8 @@ class Site:
                 )
             self.processes.append(server)
             services.manage("migrate", "--noinput", env=self.env)
-            self.web = gunicorn("photosite.wsgi", self.web_port, self.env, self.log("gunicorn"))
+            # As `manage.py runsite` serves the site: 4 threads per web worker.
+            self.web = gunicorn("photosite.wsgi", self.web_port, self.env, self.log("gunicorn"), "--threads", "4")
             self.processes.append(self.web)
         except BaseException:
             self.__exit__()
@@ -136,17 +139,29 @@ class Site:
         token = output.split()[2]  # "Generated token <key> for user <name>"
         return Client(self.web_port, token)
 
-    def start_workers(self, count: int) -> None:
+    def start_workers(self, count: int, *args: str, **env: str) -> float:
+        """Start `count` workers (extra rqworker arguments and environment); returns the earliest one's birth,
+        the moment it started taking jobs (its models are loaded by then)."""
         connection = redis.Redis.from_url(self.redis_url)
         names = {f"bench-{time.monotonic_ns()}-{number}" for number in range(count)}
         for name in names:
-            command = [*services.MANAGE, "rqworker", "high", "default", "alerts", "low", "--name", name]
-            self.workers.append(services.start(command, self.env, self.log(name)))
+            # As runsite starts them: with the scheduler (one of them holds its lock and runs it).
+            command = [*services.MANAGE, "rqworker", *QUEUE_NAMES, "--with-scheduler", "--name", name, *args]
+            self.workers.append(services.start(command, {**self.env, **env}, self.log(name)))
 
         def registered() -> bool:
             return names <= {worker.name for worker in Worker.all(connection=connection)}
 
-        services.wait_for(registered, 120, "workers to register")
+        services.wait_for(registered, 120, "workers to register", interval=0.05)
+        births = [w.birth_date for w in Worker.all(connection=connection) if w.name in names and w.birth_date]
+        return min(birth.replace(tzinfo=UTC).timestamp() for birth in births)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds of every process of the site by role: Redis, web (gunicorn and its workers), workers (the
+        RQ workers, their work horses and scheduler; a child that ended and was reaped counts in its parent's
+        children's times)."""
+        roles = {"redis": self.processes[:1], "web": self.processes[1:], "workers": self.workers}
+        return {role: sum(_tree_cpu(process.pid) for process in processes) for role, processes in roles.items()}
 
     def stop_workers(self) -> None:
         for process in self.workers:
@@ -189,30 +204,54 @@ class Site:
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
+        cpu = self.cpu_seconds()
         started = time.time()
-        replies = services.upload_all(client, "/api/photos/", [p.path(folder) for p in photos], clients)
-        bad = [r for r in replies if r.status != 202]
-        if bad:
-            stop.set()
-            raise RuntimeError(f"upload answered {bad[0].status}: {bad[0].body[:300]!r}")
-        ids = [r.json()["id"] for r in replies]
         try:
-            services.wait_for(lambda: len(self.finished(ids)) == len(ids), 1800, "photos processed", interval=0.25)
+            replies = self.upload(client, folder, photos, clients)
+            ids = [r.json()["id"] for r in replies]
+            last = self.wait_until_done(ids)
         finally:
             stop.set()
             watcher.join()
+        return {
+            "photos_per_s": len(photos) / (last - started),
+            "cpu_ms_per_photo": _spent(cpu, self.cpu_seconds(), len(photos)),
+            "latencies": [r.ms for r in replies],
+            **self.outcome(client, photos, ids),
+        }
+
+    def upload(self, client: Client, folder: Path, photos: list[WorkPhoto], clients: int = 4) -> list:
+        replies = services.upload_all(client, "/api/photos/", [p.path(folder) for p in photos], clients)
+        bad = [r for r in replies if r.status != 202]
+        if bad:
+            raise RuntimeError(f"upload answered {bad[0].status}: {bad[0].body[:300]!r}")
+        return replies
+
+    def wait_until_done(self, ids: list[int]) -> float:
+        """Wait until every photo is done or failed; when the last one was, and its horse was reaped."""
+        services.wait_for(lambda: len(self.finished(ids)) == len(ids), 1800, "photos processed", interval=0.1)
+        time.sleep(0.5)  # the last work horse exits and its worker reaps it: its CPU time is then counted
         rows = self.finished(ids)
-        last = max(datetime.fromisoformat(at).replace(tzinfo=UTC).timestamp() for _, _, at in rows if at)
-        failed = [pk for pk, status, _ in rows if status == "failed"]
+        return max(datetime.fromisoformat(at).replace(tzinfo=UTC).timestamp() for _, _, at in rows if at)
+
+    def outcome(self, client: Client, photos: list[WorkPhoto], ids: list[int]) -> dict:
+        failed = [pk for pk, status, _ in self.finished(ids) if status == "failed"]
         found = {}
         for photo, pk in zip(photos, ids, strict=True):
             found[photo.name] = [face["box"] for face in client.get(f"/api/photos/{pk}/").json()["faces"]]
-        return {
-            "photos_per_s": len(photos) / (last - started),
-            "latencies": [r.ms for r in replies],
-            "failed": len(failed),
-            "boxes": found,
-        }
+        return {"failed": len(failed), "boxes": found}
+
+    def drain(self, client: Client, folder: Path, photos: list[WorkPhoto], workers: int, *args: str, **env: str):
+        """Upload every photo with no worker running, then start `workers` and time them from the first one's
+        birth to the last photo done: the queue's throughput without uploads competing for the cores."""
+        ids = [r.json()["id"] for r in self.upload(client, folder, photos)]
+        born = self.start_workers(workers, *args, **env)
+        cpu = self.cpu_seconds()  # from the workers' birth: their start (Django, the models) is not per photo
+        last = self.wait_until_done(ids)
+        cpu = _spent(cpu, self.cpu_seconds(), len(photos))
+        self.stop_workers()
+        return {"photos_per_s": len(photos) / (last - born), "seconds": last - born, "cpu": cpu,
+                **self.outcome(client, photos, ids)}  # fmt: skip
 
     def reprocess_all(self, rows: int) -> dict:
         """Time `manage.py reprocess --all` over `rows` photo rows (made directly, no files behind them)."""
@@ -241,8 +280,31 @@ class Site:
         }
 
 
+def _tree_cpu(pid: int) -> float:
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for member in tree:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def _spent(before: dict[str, float], after: dict[str, float], photos: int) -> dict[str, float]:
+    """CPU milliseconds per photo by role, and all of them."""
+    spent = {role: (after[role] - before[role]) * 1000 / photos for role in after}
+    return {"all": sum(spent.values()), **spent}
+
+
 def pipeline(folder: Path, photos: list[WorkPhoto], reprocess_rows: int, clients: int = 4) -> dict:
-    """Throughput with 1 then 2 workers, upload latency while they are saturated, memory, bulk enqueue."""
+    """Throughput with 1 then 2 workers, upload latency while they are saturated, memory, CPU, bulk enqueue;
+    then the drain of a backlog by 1 and 2 workers."""
     figures: dict = {}
     with Site() as site:
         latencies: list[float] = []
@@ -255,8 +317,12 @@ def pipeline(folder: Path, photos: list[WorkPhoto], reprocess_rows: int, clients
             site.stop_workers()
             figures[f"pipeline_photos_per_s_{workers}w"] = run["photos_per_s"]
             figures[f"pipeline_failed_{workers}w"] = run["failed"]
+            for role, ms in run["cpu_ms_per_photo"].items():
+                suffix = "" if role == "all" else f"_{role}"
+                figures[f"cpu_ms_per_photo_pipeline_{workers}w{suffix}"] = ms
             latencies += run["latencies"]
             boxes = run["boxes"]
+        figures["cpu_ms_per_photo_pipeline"] = figures["cpu_ms_per_photo_pipeline_2w"]
         figures["pipeline_recall"] = workset.recall(photos, boxes)
         figures["pipeline_boxes"] = boxes
         figures["upload_p50_ms"] = percentile(latencies, 50)
@@ -266,5 +332,41 @@ def pipeline(folder: Path, photos: list[WorkPhoto], reprocess_rows: int, clients
         figures["worker_rss_mb"] = site.memory.worker_kb / 1024
         figures["horse_rss_mb"] = site.memory.horse_kb / 1024
         figures["horse_private_mb"] = site.memory.horse_private_kb / 1024
+        figures.update(drains(site, folder, photos))
+        figures.update(job_overhead(site, folder, photos[:PROFILED_JOBS]))
         figures.update(site.reprocess_all(reprocess_rows))
     return figures
+
+
+def drains(site: Site, folder: Path, photos: list[WorkPhoto]) -> dict:
+    """A backlog drained by 1 then 2 workers. They run at niceness 0 here, as the engine contenders do: this
+    measures what the queue costs, not the priority uploads get (WORKER_NICENESS, measured by upload_p95_ms)."""
+    figures: dict = {}
+    for workers in (1, 2):
+        client = site.user(f"drain{workers}w")
+        site.start_workers(1)
+        site.add_people(client)
+        site.stop_workers()
+        run = site.drain(client, folder, photos, workers, WORKER_NICENESS="0")
+        figures[f"drain_photos_per_s_{workers}w"] = run["photos_per_s"]
+        figures[f"drain_failed_{workers}w"] = run["failed"]
+        for role, ms in run["cpu"].items():
+            figures[f"cpu_ms_per_photo_drain_{workers}w" + ("" if role == "all" else f"_{role}")] = ms
+        figures[f"drain_recall_{workers}w"] = workset.recall(photos, run["boxes"])
+    return figures
+
+
+PROFILED_JOBS = 10
+
+
+def job_overhead(site: Site, folder: Path, photos: list[WorkPhoto]) -> dict:
+    """A backlog drained by one profiling worker (benchmarks/overhead.py): one job's time, part by part."""
+    client = site.user("profiled")
+    site.start_workers(1)
+    site.add_people(client)
+    site.stop_workers()
+    directory = site.tmp / "profiles"
+    directory.mkdir()
+    run = site.drain(client, folder, photos, 1, "--worker-class", "benchmarks.overhead.ProfiledWorker",
+               WORKER_NICENESS="0", BENCH_PROFILE_DIR=str(directory))  # fmt: skip
+    return overhead.breakdown(directory, redis_ms=run["cpu"]["redis"])

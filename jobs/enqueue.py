@@ -357,14 +357,15 @@ def enqueue_grouping(owner_id: int) -> None:
     def push() -> None:
         queue = get_queue(GALLERY)
         ids = grouping_job_ids(owner_id)
-        jobs = Job.fetch_many(ids, connection=queue.connection)
-        statuses = [job.get_status(refresh=False) if job else None for job in jobs]
+        # The statuses alone, in one round trip: every photo job asks, and a run is pending nearly always.
+        statuses = grouping_statuses(queue.connection, ids)
         if any(status in WAITING_STATUSES for status in statuses):
             return
-        running = [job for job, status in zip(jobs, statuses, strict=True) if status == JobStatus.STARTED]
-        free = [job_id for job_id, status in zip(ids, statuses, strict=True) if status != JobStatus.STARTED]
+        running_ids = [job_id for job_id, status in zip(ids, statuses, strict=True) if status == JobStatus.STARTED]
+        free = [job_id for job_id in ids if job_id not in running_ids]
         if not free:  # both started: the second waits on the lock and will see these faces
             return
+        running = [job for job in Job.fetch_many(running_ids, connection=queue.connection) if job]
         queue.enqueue_call(
             "jobs.group_faces.group_faces",
             args=(owner_id,),
@@ -378,6 +379,13 @@ def enqueue_grouping(owner_id: int) -> None:
 
     # Redis down: the faces wait, unseen, for the next run (any new photo) or `manage.py group_faces`.
     transaction.on_commit(push, robust=True)
+
+
+def grouping_statuses(connection: Redis, ids: tuple[str, ...]) -> list[str | None]:
+    with connection.pipeline(transaction=False) as pipeline:
+        for job_id in ids:
+            pipeline.hget(Job.key_for(job_id), "status")
+        return [status.decode() if status else None for status in pipeline.execute()]
 
 
 def enqueue_regrouping(owner_id: int, queue: str = BULK) -> Job:

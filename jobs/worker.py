@@ -7,6 +7,7 @@ figures (jobs/stats.py).
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -111,7 +112,15 @@ class FaceWorker(RidesOutRedisOutages, Worker):
         galleries.preload(job)  # the horse inherits the job's gallery instead of reading it
         # A forked child must not share the parent's database socket.
         connections.close_all()
-        super().fork_work_horse(job, queue)
+        # The parent's objects (Django, numpy, the models' wrappers: about a million) are frozen for the fork, so
+        # the horse's garbage collections never walk them: their pages stay shared instead of being copied,
+        # page by page, into every horse. The parent unfreezes them at once (fork returns only in the parent;
+        # the horse ends with os._exit), so its own garbage stays collectable.
+        gc.freeze()
+        try:
+            super().fork_work_horse(job, queue)
+        finally:
+            gc.unfreeze()
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):
         """RQ's dequeue, over the queues that are not paused; jobs on paused queues stay queued."""

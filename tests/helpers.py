@@ -1,5 +1,6 @@
 """Job functions that exist only for tests; worker subprocesses import them from here."""
 
+import gc
 import os
 import sys
 
@@ -12,4 +13,5 @@ def report_process() -> dict:
         "pid": os.getpid(),
         "models_loaded_by": engine.models_loaded_by,
         "face_recognition_imported": "face_recognition" in sys.modules,
+        "frozen_objects": gc.get_freeze_count(),
     }

@@ -1,5 +1,6 @@
 """The worker class: models loaded once in the parent; a real `manage.py rqworker` subprocess."""
 
+import gc
 import os
 
 import pytest
@@ -24,6 +25,8 @@ def test_models_are_loaded_in_the_parent_not_per_job(start_worker):
     loaded_by = {result["models_loaded_by"] for result in results}
     assert loaded_by == {worker.pid}, "every horse inherited the models the parent loaded"
     assert worker.pid not in horse_pids
+    # The parent's objects were frozen for the fork (gc.freeze): a horse's collections leave their pages shared.
+    assert all(result["frozen_objects"] > 100_000 for result in results)
 
 
 def test_burst_worker_subprocess_processes_uploads(api, start_worker):
@@ -74,3 +77,11 @@ def test_uploads_go_before_gallery_changes_before_bulk_work(api, user, run_jobs)
     assert order[0] == photo_job_id(upload)
     assert order[1] == reference_job_id(reference.json()["id"])
     assert set(order[2:]) == {photo_job_id(pk) for pk in bulk}
+
+
+def test_the_parent_unfreezes_its_objects_after_each_fork(run_jobs):
+    """gc.freeze() lasts only for the fork: the worker parent's own garbage stays collectable."""
+    job = get_queue(UPLOADS).enqueue("tests.helpers.report_process")
+    run_jobs()
+    assert job.latest_result().return_value["frozen_objects"] > 0
+    assert gc.get_freeze_count() == 0
