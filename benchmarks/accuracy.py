@@ -123,7 +123,10 @@ def evaluate(references: dict[str, np.ndarray], probes: list[Probe], distance: f
 def _engine_key() -> str:
     import face_recognition
 
-    return f"side{settings.FACES_DETECT_MAX_SIDE}-up{settings.FACES_UPSAMPLE}-fr{face_recognition.__version__}"
+    return (
+        f"side{settings.FACES_DETECT_MAX_SIDE}-up{settings.FACES_UPSAMPLE}-enc{settings.FACES_ENCODE_MIN_SIDE}"
+        f"-fr{face_recognition.__version__}"
+    )
 
 
 def _stamp(path: Path) -> str:

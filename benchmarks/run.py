@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import accuracy, gallery_load, grouping, overhead, workset  # accuracy sets Django up
+from benchmarks import accuracy, encoding, gallery_load, grouping, overhead, workset  # accuracy sets Django up
 from benchmarks.local import cli, engine_loop, engine_processes, naive_loop
 from benchmarks.match_speed import gallery_speed
 from benchmarks.s3 import s3_media
@@ -128,6 +128,7 @@ PARTS = {
     "grouping": lambda folder, photos: grouping.run(),
     "galleries": lambda folder, photos: gallery_load.run(),
     "queue": queue_part,
+    "encoding": lambda folder, photos: encoding.run(),
 }
 
 
@@ -155,6 +156,7 @@ def measure(plan: Plan) -> dict:
     step("matching", figures, lambda: gallery_speed(list(plan.gallery_sizes)))
     step("galleries", figures, gallery_load.run)
     step("accuracy", figures, accuracy.run)
+    step("encoding", figures, encoding.run)
     step("s3", figures, lambda: s3_media(folder, photos))
     step("grouping", figures, grouping.run)
     # Recall on the photos the naive loop ran, for a like-for-like comparison.
@@ -270,6 +272,17 @@ def targets(plan: Plan) -> list[Target]:
             lambda f: f"{f['true_matches']}/{f['true_probes']}, {f['stranger_false_matches']}/{f['strangers']}",
         ),
         Target(
+            "small faces: found at 110 px, encoded within 0.12 of full size at 110 px and up",
+            lambda f: (
+                f["recall_110px"] == 1.0
+                and all(f[f"encoding_self_distance_{w}px"] <= 0.12 for w in encoding.WIDTHS if w >= 110)
+            ),
+            lambda f: (
+                f"recall {f['recall_110px']:.2f}; distance "
+                + ", ".join(f"{f[f'encoding_self_distance_{w}px']:.3f} at {w}" for w in encoding.WIDTHS)
+            ),
+        ),
+        Target(
             "grouping: pure 1.0, no stranger group, recall >= 0.8 (with portrait variants too)",
             grouping_holds,
             lambda f: (
@@ -365,6 +378,14 @@ ROWS = [
     ("group_full_s_100000", "Full regrouping, 100,000 faces", "{:.1f} s"),
     ("group_full_mb_100000", "Full regrouping, 100,000 faces, peak RSS", "{:.0f} MB"),
     ("stranger_false_matches", "Accuracy: strangers matched (of 100)", "{}"),
+    *[
+        row
+        for w in encoding.WIDTHS
+        for row in (
+            (f"recall_{w}px", f"Faces {w} px wide in a 4032x3024 photo: share found", "{:.2f}"),
+            (f"encoding_self_distance_{w}px", f"Faces {w} px wide: encoding to full size (median)", "{:.3f}"),
+        )
+    ],
     ("bench_seconds", "Whole run", "{:.0f} s"),
 ]
 

@@ -219,6 +219,9 @@ FAIR_SHARE_JOBS = env_int("FAIR_SHARE_JOBS", 4)
 # 150-900 px in a 4032x3024 photo at 2.2 photos/s; 1024 px lost one.
 FACES_DETECT_MAX_SIDE = env_int("FACES_DETECT_MAX_SIDE", 1200)
 FACES_UPSAMPLE = env_int("FACES_UPSAMPLE", 1)
+# Each face is encoded from pixels where its box is at least this wide (the original's when it is smaller):
+# the detection copy, the draft it came from, or a second, larger decode (README "How it works").
+FACES_ENCODE_MIN_SIDE = env_int("FACES_ENCODE_MIN_SIDE", 100)
 FACES_MAX_PIXELS = env_int("FACES_MAX_PIXELS", 80_000_000)
 # Faces encoded per photo or reference: past it, the largest ones (encoding costs ~60 ms a face).
 FACES_MAX_PER_PHOTO = env_int("FACES_MAX_PER_PHOTO", 100)

@@ -1,22 +1,26 @@
 """The face engine: open an image safely, find faces, encode them.
 
 Detection runs on a downscaled copy (HOG cost grows with pixels, encodings do not), and every box
-is mapped back to the pixels of the original image after its EXIF orientation.
+is mapped back to the pixels of the original image after its EXIF orientation. Each face is then
+encoded from pixels where it is at least FACES_ENCODE_MIN_SIDE wide (the original's when it is smaller):
+a small face in a large photo is not encoded from the few pixels the detection copy kept of it.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import IO
+from typing import IO, TypeVar
 
 import numpy as np
 from django.conf import settings
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 try:  # HEIC/HEIF from phones; optional so a missing wheel never breaks JPEG work.
     import pillow_heif
@@ -25,6 +29,7 @@ try:  # HEIC/HEIF from phones; optional so a missing wheel never breaks JPEG wor
 except ImportError:  # pragma: no cover
     pillow_heif = None
 
+T = TypeVar("T")
 ENCODING_DTYPE = np.float32
 ENCODING_SIZE = 128
 # The formats we document (README), and the only ones Pillow may try: of its ~45 others, some hand
@@ -108,7 +113,7 @@ def warm_up() -> None:
     load_models()
     pixels = np.full((160, 160, 3), 128, dtype=np.uint8)
     face_recognition.face_locations(pixels, number_of_times_to_upsample=settings.FACES_UPSAMPLE)
-    face_recognition.face_encodings(pixels, known_face_locations=[(40, 120, 120, 40)])
+    _encode(Pixels(Image.fromarray(pixels), scale=1.0), Box(top=40, right=120, bottom=120, left=40))
 
 
 def _read(source: IO[bytes] | bytes | str) -> Image.Image:
@@ -148,30 +153,83 @@ def open_image(source: IO[bytes] | bytes | str, max_side: int | None = None) -> 
 
     Returns the image and the width and height of the full-size original after EXIF orientation.
     """
+    stored = decode(source, (max_side, max_side) if max_side else None)
+    image = stored.upright()
+    if max_side and max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return image, *stored.upright_size
+
+
+# What turns stored pixels upright, by EXIF orientation (as ImageOps.exif_transpose does).
+ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@dataclass
+class Stored:
+    """An image file's stored pixels, decoded (perhaps at a JPEG draft scale) but not yet turned upright."""
+
+    image: Image.Image  # RGB, the first frame
+    size: tuple[int, int]  # the stored pixels' full size, from the header
+    orientation: int  # EXIF orientation, 1 when upright already
+    taken_at: datetime | None
+
+    @property
+    def method(self) -> Image.Transpose | None:
+        return ORIENTATIONS.get(self.orientation)
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """The full-size original's width and height after EXIF orientation."""
+        width, height = self.size
+        return (height, width) if self.orientation in (5, 6, 7, 8) else (width, height)
+
+    def upright(self) -> Image.Image:
+        image = _guarded(lambda: self.image.copy() if self.method is None else self.image.transpose(self.method))
+        image.info["taken_at"] = self.taken_at
+        return image
+
+    def pixels(self) -> Pixels:
+        """These pixels as a source to encode faces from (turned upright face by face, not whole)."""
+        return Pixels(self.image, scale=self.image.width / self.size[0], method=self.method)
+
+
+def decode(source: IO[bytes] | bytes | str, draft: tuple[int, int] | None = None) -> Stored:
+    """Decode the stored pixels; a JPEG at the smallest draft scale (1/2, 1/4, 1/8) still as large as draft
+    (width and height of the stored pixels)."""
+    if hasattr(source, "seek"):
+        source.seek(0)  # a second decode of the same file
     image = _read(source)
-    try:
+
+    def load() -> Stored:
         exif = image.getexif()
-        taken_at = capture_time(exif)
-        orientation = exif.get(0x0112, 1)
-        width, height = image.size
-        if orientation in (5, 6, 7, 8):
-            width, height = height, width
-        if max_side and image.format == "JPEG":
+        size = image.size
+        if draft and image.format == "JPEG":
             # Draft mode decodes the JPEG at 1/2, 1/4 or 1/8 scale: much faster than decoding it whole.
-            image.draft("RGB", (max_side, max_side))
+            image.draft("RGB", draft)
         image.seek(0)  # animated images: the first frame
         image.load()
-        image = ImageOps.exif_transpose(image)
-        if image.mode != "RGB":
-            image = _to_rgb(image)
-        if max_side and max(image.size) > max_side:
-            image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-        image.info["taken_at"] = taken_at  # the transposed copy has lost the EXIF it came from
+        pixels = image if image.mode == "RGB" else _to_rgb(image)
+        return Stored(pixels, size, exif.get(0x0112, 1), capture_time(exif))
+
+    return _guarded(load)
+
+
+def _guarded(call: Callable[[], T]) -> T:
+    """Run a decoding step: whatever a damaged file makes Pillow raise becomes UnreadableImage."""
+    try:
+        return call()
     except UnreadableImage:
         raise
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as exc:
         raise UnreadableImage(damage_in_plain_words(exc)) from exc
-    return image, width, height
 
 
 def damage_in_plain_words(exc: Exception) -> str:
@@ -240,25 +298,101 @@ def detect_faces(source: IO[bytes] | bytes | str) -> Analysis:
     load_models()
     import face_recognition
 
-    image, width, height = open_image(source, settings.FACES_DETECT_MAX_SIDE)
-    pixels = np.asarray(image)
+    stored = decode(source, (settings.FACES_DETECT_MAX_SIDE,) * 2)
+    (width, height), taken_at = stored.upright_size, stored.taken_at
+    image = stored.upright()
+    if max(image.size) > settings.FACES_DETECT_MAX_SIDE:
+        image.thumbnail((settings.FACES_DETECT_MAX_SIDE,) * 2, Image.Resampling.BILINEAR)
     locations = face_recognition.face_locations(
-        pixels, number_of_times_to_upsample=settings.FACES_UPSAMPLE, model="hog"
+        np.asarray(image), number_of_times_to_upsample=settings.FACES_UPSAMPLE, model="hog"
     )
-    taken_at = image.info.get("taken_at")
     if not locations:
         return Analysis(width=width, height=height, preview=image, taken_at=taken_at)
     found = len(locations)
     if found > settings.FACES_MAX_PER_PHOTO:
         # Encoding costs about 60 ms a face: a photo tiled with hundreds of faces must not hold a worker.
         locations = sorted(locations, key=_location_area, reverse=True)[: settings.FACES_MAX_PER_PHOTO]
-    encodings = face_recognition.face_encodings(pixels, known_face_locations=locations)
-    scale = width / image.width
-    faces = [
-        DetectedFace(box=_scale_box(loc, scale, width, height), encoding=np.asarray(enc, dtype=ENCODING_DTYPE))
-        for loc, enc in zip(locations, encodings, strict=True)
-    ]
+    boxes = [_scale_box(loc, width / image.width, width, height) for loc in locations]
+    faces = [DetectedFace(box, _encode(pixels, box)) for box, pixels in _encoding_sources(source, boxes, image, stored)]
     return Analysis(width=width, height=height, faces=faces, preview=image, found=found, taken_at=taken_at)
+
+
+def _encoding_sources(
+    source: IO[bytes] | bytes | str, boxes: list[Box], detection: Image.Image, stored: Stored
+) -> list[tuple[Box, Pixels]]:
+    """Each box with the smallest decode in which its face is FACES_ENCODE_MIN_SIDE wide: the detection
+    copy, the larger draft it was made from, or else a second decode of the file at the draft scale the
+    smallest face needs (a phone photo's full size for faces under twice FACES_ENCODE_MIN_SIDE)."""
+    decodes = [Pixels(detection, scale=detection.width / stored.upright_size[0]), stored.pixels()]
+    need = {box: min(1.0, settings.FACES_ENCODE_MIN_SIDE / max(1, box.right - box.left)) for box in boxes}
+    most = max(need.values())
+    if most > decodes[-1].scale:
+        draft = (math.ceil(stored.size[0] * most), math.ceil(stored.size[1] * most))
+        decodes.append(decode(source, draft).pixels())
+    return [(box, next((p for p in decodes if p.scale >= need[box]), decodes[-1])) for box in boxes]
+
+
+def _encode(pixels: Pixels, box: Box) -> np.ndarray:
+    import face_recognition
+
+    array, location = pixels.around(box)
+    (encoding,) = face_recognition.face_encodings(array, known_face_locations=[location])
+    return np.asarray(encoding, dtype=ENCODING_DTYPE)
+
+
+@dataclass
+class Pixels:
+    """Decoded pixels of a photo to encode faces from: at some scale of its oriented original, upright or
+    as stored (turned upright face by face: turning a whole 12 MP photo costs more than its faces)."""
+
+    image: Image.Image
+    scale: float  # this image's pixels per pixel of the oriented original
+    method: Image.Transpose | None = None  # what turns the image upright; None when it is
+
+    def around(self, box: Box) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """The upright pixels around a box of the oriented original, and the box within them (top, right,
+        bottom, left). The margin, a box width each side, holds the face chip dlib cuts: it reaches past
+        the box, farther when the face is tilted."""
+        top, right, bottom, left = (round(v * self.scale) for v in (box.top, box.right, box.bottom, box.left))
+        width, height = self.image.size
+        if self.method in SWAPS_SIDES:
+            width, height = height, width
+        margin = right - left
+        region = (max(0, left - margin), max(0, top - margin), min(width, right + margin), min(height, bottom + margin))
+        if self.method is None:
+            crop = self.image.crop(region)
+        else:
+            stored = transpose_rect(region, (width, height), INVERSE.get(self.method, self.method))
+            crop = self.image.crop(stored).transpose(self.method)
+        x, y = region[0], region[1]
+        return np.asarray(crop), (top - y, right - x, bottom - y, left - x)
+
+
+SWAPS_SIDES = {
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+}
+INVERSE = {Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90}
+
+
+def transpose_rect(
+    rect: tuple[int, int, int, int], size: tuple[int, int], method: Image.Transpose
+) -> tuple[int, int, int, int]:
+    """Where a rectangle (left, top, right, bottom) of an image of this size lands when the image is
+    transposed by method (Pillow's pixel mapping)."""
+    left, top, right, bottom = rect
+    width, height = size
+    return {
+        Image.Transpose.FLIP_LEFT_RIGHT: (width - right, top, width - left, bottom),
+        Image.Transpose.FLIP_TOP_BOTTOM: (left, height - bottom, right, height - top),
+        Image.Transpose.ROTATE_180: (width - right, height - bottom, width - left, height - top),
+        Image.Transpose.ROTATE_90: (top, width - right, bottom, width - left),
+        Image.Transpose.ROTATE_270: (height - bottom, left, height - top, right),
+        Image.Transpose.TRANSPOSE: (top, left, bottom, right),
+        Image.Transpose.TRANSVERSE: (height - bottom, width - right, height - top, width - left),
+    }[method]
 
 
 def _location_area(location: tuple[int, int, int, int]) -> int:

@@ -148,3 +148,24 @@ def tiled_faces(big: list[str], small: list[str]) -> bytes:
     for number, image in enumerate(images[len(big) :]):
         sheet.paste(image, (number * tile[0], tile[1] * 2))
     return encode(sheet, "JPEG", quality=92)
+
+
+def pasted_face(
+    relative: str, box: tuple[int, int, int, int], face_width: int, canvas: tuple[int, int], orientation: int = 1
+) -> tuple[bytes, tuple[int, int, int, int]]:
+    """A JPEG of a plain grey upright canvas with the photo's face pasted, its box (top, right, bottom, left in
+    the photo) scaled to face_width px, in the canvas's middle; stored with the EXIF orientation tag. Returns
+    it and where the face box landed (top, right, bottom, left in the upright canvas)."""
+    top, right, bottom, left = box
+    photo = real(relative).convert("RGB")
+    factor = face_width / (right - left)
+    scaled = photo.resize((round(photo.width * factor), round(photo.height * factor)), Image.Resampling.BICUBIC)
+    upright = Image.new("RGB", canvas, (120, 120, 120))
+    x, y = (canvas[0] - scaled.width) // 2, (canvas[1] - scaled.height) // 2
+    upright.paste(scaled, (x, y))
+    inverse = INVERSE_OF_ORIENTATION[orientation]
+    stored = upright.transpose(inverse) if inverse is not None else upright
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    landed = tuple(round(value * factor) + offset for value, offset in zip(box, (y, x, y, x), strict=True))
+    return encode(stored, "JPEG", quality=90, exif=exif), landed

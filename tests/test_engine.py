@@ -330,3 +330,100 @@ def test_capture_time_from_exif(tags, expected):
     image, _, _ = engine.open_image(exif_jpeg(**tags))
     taken = image.info["taken_at"]
     assert (taken.isoformat() if taken else None) == expected
+
+
+# Faces are encoded from the original's pixels, not from the detection copy.
+
+PHONE = (4032, 3024)
+
+
+@pytest.fixture(scope="module")
+def portrait() -> engine.DetectedFace:
+    """Obama's portrait at its own size (910x1137, a face box 268 px wide): the reference encoding."""
+    return engine.encode_reference(str(face_file(images.PORTRAIT)))
+
+
+def pasted(portrait: engine.DetectedFace, face_width: int, canvas: tuple[int, int], orientation: int = 1):
+    box = portrait.box
+    data, landed = images.pasted_face(
+        images.PORTRAIT, (box.top, box.right, box.bottom, box.left), face_width, canvas, orientation
+    )
+    return data, engine.Box(*landed)
+
+
+def the_face(analysis: engine.Analysis, where: engine.Box) -> engine.DetectedFace:
+    assert len(analysis.faces) == 1, analysis.faces
+    assert analysis.faces[0].box.overlap(where) > 0.5, (analysis.faces[0].box, where)
+    return analysis.faces[0]
+
+
+def distance(a: engine.DetectedFace, b: engine.DetectedFace) -> float:
+    return float(np.linalg.norm(a.encoding - b.encoding))
+
+
+def test_a_small_face_in_a_phone_photo_encodes_as_at_full_size(portrait, settings, tmp_path):
+    """110 px wide in a 4032x3024 photo, the face is 33 px in the 1200 px detection copy: encoded from the
+    original's pixels it stays near the portrait's own encoding; from the copy's, it would not."""
+    data, where = pasted(portrait, 110, PHONE)
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(data)
+    with path.open("rb") as file:  # a file, as the jobs pass it: decoded twice, from the start both times
+        face = the_face(engine.detect_faces(file), where)
+    assert distance(face, portrait) < 0.12
+    settings.FACES_ENCODE_MIN_SIDE = 1  # any pixels will do: the detection copy's are used
+    assert distance(the_face(engine.detect_faces(data), where), portrait) > 0.15
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_small_face_in_a_rotated_photo_gets_its_box_and_encoding(portrait, settings, orientation):
+    """Stored turned or mirrored under an EXIF tag, the photo gives the upright box, and the face is encoded
+    from the stored full-size pixels turned upright (here 1600x1200 detected at 600 px: the face is 56 px
+    in the detection copy, 150 px in the original)."""
+    settings.FACES_DETECT_MAX_SIDE = 600
+    data, where = pasted(portrait, 150, (1600, 1200), orientation)
+    analysis = engine.detect_faces(data)
+    assert (analysis.width, analysis.height) == (1600, 1200)
+    assert distance(the_face(analysis, where), portrait) < 0.12
+
+
+def test_the_original_is_decoded_again_only_for_faces_too_small_in_the_first_decode(portrait, monkeypatch):
+    decoded = []
+    decode = engine.decode
+    monkeypatch.setattr(engine, "decode", lambda *args: decoded.append(args[1]) or decode(*args))
+    for face_width, decodes in [(110, 2), (600, 1)]:
+        decoded.clear()
+        data, where = pasted(portrait, face_width, PHONE)
+        assert distance(the_face(engine.detect_faces(data), where), portrait) < 0.12
+        assert len(decoded) == decodes, decoded
+    assert decoded == [(1200, 1200)], "a 600 px face is 179 px in the detection copy: enough"
+
+
+def test_a_photo_within_the_detection_size_encodes_as_face_recognition_does(settings):
+    """Encoded from the pixels around each box: the margin holds all dlib looks at, even at the edges."""
+    import face_recognition
+
+    settings.FACES_DETECT_MAX_SIDE = 1500
+    path = str(face_file("groups/situation_room_2011.jpg"))
+    analysis = engine.detect_faces(path)
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    locations = [(f.box.top, f.box.right, f.box.bottom, f.box.left) for f in analysis.faces]
+    expected = face_recognition.face_encodings(pixels, known_face_locations=locations)
+    assert len(analysis.faces) >= 8
+    for face, encoding in zip(analysis.faces, expected, strict=True):
+        assert np.allclose(face.encoding, encoding, atol=1e-6)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_pixels_around_a_box_are_the_upright_photos(orientation):
+    upright = np.random.default_rng(orientation).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    inverse = images.INVERSE_OF_ORIENTATION[orientation]
+    stored = Image.fromarray(upright) if inverse is None else Image.fromarray(upright).transpose(inverse)
+    pixels = engine.Pixels(stored, scale=1.0, method=engine.ORIENTATIONS.get(orientation))
+    # A box width of margin on each side, cut short at the photo's edges.
+    for box, region in [
+        ((20, 40, 32, 28), (slice(8, 44), slice(16, 52))),
+        ((2, 10, 8, 0), (slice(0, 18), slice(0, 20))),
+    ]:
+        array, (top, right, bottom, left) = pixels.around(engine.Box(*box))
+        assert np.array_equal(array, upright[region])
+        assert np.array_equal(array[top:bottom, left:right], upright[box[0] : box[2], box[3] : box[1]])
