@@ -234,8 +234,8 @@ FACES_MATCH_MARGIN = env_float("FACES_MATCH_MARGIN", 0.1)
 GALLERY_CACHE_MB = env_int("GALLERY_CACHE_MB", 128)
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 400)
 # Grouping unknown faces into people to name (recognition.grouping, README "Who is this?"): faces within
-# FACES_GROUP_DISTANCE link into one group; a face also joins a group when it is within
-# FACES_GROUP_JOIN_DISTANCE of FACES_GROUP_JOIN_VOTES of its faces (or of half of a smaller group).
+# FACES_GROUP_DISTANCE link into one group; a face joins a group when its
+# FACES_GROUP_JOIN_VOTES nearest faces within FACES_GROUP_JOIN_DISTANCE are all of it (all of a smaller group).
 # Groups under FACES_GROUP_MIN_FACES are not shown; a group within FACES_GROUP_SUGGEST_DISTANCE of a known
 # person (on average over its faces) is shown with "Looks like <person>?".
 FACES_GROUP_MIN_FACES = env_int("FACES_GROUP_MIN_FACES", 3)

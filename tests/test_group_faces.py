@@ -71,7 +71,8 @@ def test_taken_out_stays_out_and_a_hidden_group_takes_new_faces_silently(api, us
     run_jobs()
     biden = Photo.objects.get(pk=photos[BIDEN[0]]).faces.get().group
     assert list(FaceGroup.objects.shown(user)) == [biden]  # Obama has two faces here: no group
-    out = Photo.objects.get(pk=photos["groups/situation_room_2011.jpg"]).faces.filter(group=biden).get()
+    # His 2013 portrait out: the Senate photo below is within the join distance of the three faces left.
+    out = Photo.objects.get(pk=photos[BIDEN[0]]).faces.get()
     response = api.post(f"/api/groups/{biden.pk}/remove/", {"faces": [out.pk]}, format="json")
     assert response.status_code == 200 and response.json()["removed"] == 1
     call_command("group_faces", "--full", "--owner", "alice")
@@ -80,7 +81,7 @@ def test_taken_out_stays_out_and_a_hidden_group_takes_new_faces_silently(api, us
 
     assert api.post(f"/api/groups/{biden.pk}/hide/").status_code == 204
     assert biden.pk not in [group["id"] for group in api.get("/api/groups/").json()["results"]]
-    senate = upload(api, "people/biden/senate.jpg")  # the hard case: 0.50-0.55 from his other faces
+    senate = upload(api, "people/biden/senate.jpg")  # the hard case: 0.50-0.53 from the three, 0.55 from the out
     run_jobs()
     face = Photo.objects.get(pk=senate).faces.get()
     assert face.group == biden

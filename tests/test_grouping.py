@@ -69,6 +69,22 @@ def test_cluster_makes_one_group_per_person_and_none_of_strangers():
     assert (labels[:8] == labels[0]).all() and (labels[8:12] == labels[8]).all() and (labels[12:] == -1).all()
 
 
+def test_a_face_nearer_one_face_of_someone_else_than_its_own_never_mixes_two_people():
+    # What the portrait variants showed (README "Who is this?"): x, a blurred photo of b, is 0.41 from one
+    # face of a but 0.54 from a's others, and 0.42 from b's two faces. One link to a is not enough.
+    axis = np.eye(128, dtype=np.float32)
+    a = [0 * axis[0], 0.2 * axis[1], 0.2 * axis[2]]
+    x = -0.2 * axis[1] - 0.2 * axis[2] - 0.3 * axis[3]
+    b = [x + 0.42 * axis[4], x + 0.40 * axis[4] + 0.12 * axis[5]]
+    # A face 0.49 from each of a's three, but 0.3 from a twin in no group (a person of their own) stays out.
+    twin = 0.1 * axis[1] + 0.1 * axis[2] + 0.47 * axis[6]
+    twins = [twin, twin + 0.3 * axis[7]]
+    vectors = np.stack([*a, x, *b, *twins])
+    labels = grouping.cluster(vectors, RULE)
+    assert labels[0] >= 0 and (labels[:3] == labels[0]).all()
+    assert labels[0] not in labels[3:].tolist()
+
+
 def test_cluster_keeps_pinned_faces_and_exclusions():
     people = People()
     vectors = np.stack([people.face("ann") for _ in range(6)])
@@ -79,13 +95,27 @@ def test_cluster_keeps_pinned_faces_and_exclusions():
     assert labels[5] != 70
 
 
-def test_choose_group_links_then_votes():
-    sizes = {1: 10, 2: 3}
-    assert grouping.choose_group([(1, 0.3), (2, 0.5)], sizes, RULE, set()) == 1  # a link beats votes
-    assert grouping.choose_group([(1, 0.5), (1, 0.51)], sizes, RULE, set()) is None  # 2 of 10: not enough
-    assert grouping.choose_group([(1, 0.5), (1, 0.51), (1, 0.52)], sizes, RULE, set()) == 1
-    assert grouping.choose_group([(2, 0.5), (2, 0.52)], sizes, RULE, set()) == 2  # half of a small group
-    assert grouping.choose_group([(1, 0.3)], sizes, RULE, {1}) is None  # taken out of 1: never rejoins
+def test_a_face_joins_the_group_its_nearest_faces_agree_on():
+    # Face 0 has no group; faces 1-6 are group 7, 7-8 group 8, 9 is in none. Its nearest 3 decide.
+    labels = np.array([-1, 7, 7, 7, 7, 7, 7, 8, 8, -1])
+
+    def agreed(*neighbours: tuple[int, float], own=None) -> int:
+        target = np.array([face for face, _ in neighbours], np.int64)
+        distance = np.array([between for _, between in neighbours], np.float32)
+        return int(grouping.agreeing(labels, np.zeros(len(target), np.int64), target, distance, RULE, own)[0])
+
+    assert agreed((1, 0.3), (2, 0.5), (3, 0.52)) == 7
+    assert agreed((1, 0.5), (2, 0.51)) == -1  # two votes: not enough
+    assert agreed((1, 0.3), (7, 0.4), (2, 0.5), (3, 0.52)) == -1  # a face of another group nearer than 3 of 7
+    assert agreed((7, 0.3), (8, 0.4)) == 8  # all of a group of 2 (not shown, but a kept group may shrink)
+    assert agreed((7, 0.3), (1, 0.4)) == -1
+    assert agreed((1, 0.3), (9, 0.4), (2, 0.5), (3, 0.52)) == -1  # a face in no group, linked: maybe its own
+    assert agreed((1, 0.3), (9, 0.5), (2, 0.5), (3, 0.52)) == 7  # ...not linked: no evidence either way
+    assert agreed((9, 0.3), (1, 0.4), (2, 0.41), (3, 0.42)) == -1  # nearest of all is in no group
+    # A member stays in its cluster when its nearest 3 faces (half of the others in a smaller one) are of it.
+    own = np.array([7] + [-1] * 9)
+    assert agreed((1, 0.3), (2, 0.4), (3, 0.45), (5, 0.5), own=own) == 7
+    assert agreed((7, 0.3), (1, 0.4), (2, 0.45), (3, 0.5), own=own) == -1
 
 
 # On the database.
