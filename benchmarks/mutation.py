@@ -47,7 +47,14 @@ TARGETS = {
     "uploads": Target("recognition/uploads.py", ("tests/test_uploads.py", "tests/test_api.py")),
     "reconcile": Target("jobs/reconcile.py", ("tests/test_reconcile.py",)),
     "enqueue": Target(
-        "jobs/enqueue.py", ("tests/test_enqueue.py", "tests/test_reconcile.py", "tests/test_reprocess.py")
+        "jobs/enqueue.py",
+        (
+            "tests/test_enqueue.py",
+            "tests/test_reconcile.py",
+            "tests/test_reprocess.py",
+            "tests/test_group_faces.py",
+            "tests/test_renditions.py",
+        ),
     ),
     "models": Target(
         "recognition/models.py",
@@ -87,9 +94,19 @@ def copy_project(dest: Path) -> None:
         shutil.copy2(ROOT / name, target)
 
 
+def pytest_command(target: Target) -> str:
+    """pytest, stopping at the first failure, without what a mutant's run does not need: the cache, coverage,
+    the hypothesis plugin (seconds of imports) unless these tests use it, and the test database's
+    migrations (--reuse-db: execute() puts a clean copy of the database in place before each run)."""
+    options = "-x -q -p no:cacheprovider -p no:cov --reuse-db"
+    if not any("hypothesis" in (ROOT / name).read_text() for name in target.tests if (ROOT / name).exists()):
+        options += " -p no:hypothesispytest"
+    return f"{sys.executable} -m pytest {options}"
+
+
 def test_command(target: Target) -> str:
     tests = " ".join(name for name in target.tests if (ROOT / name).exists())
-    return f"{sys.executable} -m pytest -x -q -p no:cacheprovider {tests}"
+    return f"{pytest_command(target)} {tests}"
 
 
 def allowed_lines(source: str, functions: tuple[str, ...]) -> set[int] | None:
@@ -135,8 +152,10 @@ def prepare(name: str, target: Target, fresh: bool) -> tuple[Path, Path, Path]:
     copy_project(src)
     baseline = time.monotonic()
     coverage = [f"--cov={src / Path(target.path).parent}", "--cov-context=test", "--cov-report="]
+    coverage += [f"--junit-xml={folder / 'durations.xml'}", "-o", "junit_duration_report=total", "--create-db"]
+    database = src / "var" / "test.sqlite3"
     run = subprocess.run(
-        [*test_command(target).split(), *coverage],
+        [*test_command(target).replace(" -p no:cov", "").split(), *coverage],
         cwd=src,
         env={**environment(src), "COVERAGE_FILE": str(folder / "coverage")},
         capture_output=True,
@@ -145,6 +164,7 @@ def prepare(name: str, target: Target, fresh: bool) -> tuple[Path, Path, Path]:
     if run.returncode != 0:
         raise SystemExit(f"{name}: the tests fail without any mutant:\n{run.stdout[-3000:]}")
     seconds = time.monotonic() - baseline
+    shutil.copy2(database, folder / "clean.sqlite3")  # the test database, migrated and empty
     config.write_text(
         "[cosmic-ray]\n"
         f'module-path = "{target.path}"\n'
@@ -158,6 +178,7 @@ def prepare(name: str, target: Target, fresh: bool) -> tuple[Path, Path, Path]:
     if not session.exists() or not session.stat().st_size:
         subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=src, check=True, env=environment(src))
         keep_scoped(session, src / target.path, target)
+    skip_marked(session, src / target.path)
     return src, session, config
 
 
@@ -172,6 +193,39 @@ def keep_scoped(session: Path, module: Path, target: Target) -> None:
             [mutation] = item.mutations
             if not OPERATORS.match(mutation.operator_name) or mutation.start_pos[0] not in lines:
                 db.set_result(item.job_id, WorkResult(output="out of scope", worker_outcome=WorkerOutcome.SKIPPED))
+
+
+NO_MUTATE = re.compile(r"#.*pragma:.*no mutate")
+MARKED = "marked equivalent"
+
+
+def skip_marked(session: Path, module: Path) -> None:
+    """Skip the mutants of a line marked `# pragma: no mutate` (an equivalent mutant the README lists), as
+    cosmic-ray's cr-filter-pragma does; kept apart from the out-of-scope ones in the summary. A trailing
+    comment moves no mutant, so a session made before the mark still fits the module."""
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    lines = module.read_text().splitlines()
+    with use_db(str(session)) as db:
+        for item in db.work_items:
+            [mutation] = item.mutations
+            end_line, end_column = mutation.end_pos
+            line = lines[end_line - 1 - (end_column == 0)]
+            if NO_MUTATE.search(line):
+                db.set_result(item.job_id, WorkResult(output=MARKED, worker_outcome=WorkerOutcome.SKIPPED))
+
+
+def test_durations(folder: Path) -> dict[str, float]:
+    """Seconds each test took in the coverage pass (setup and teardown included), by pytest node id."""
+    from xml.etree import ElementTree
+
+    found = {}
+    for case in ElementTree.parse(folder / "durations.xml").iter("testcase"):
+        module, _, cls = case.get("classname", "").partition(".test_")
+        path = module.replace(".", "/") + "/test_" + cls.split(".")[0] + ".py"
+        found["::".join([path, *cls.split(".")[1:], case.get("name", "")])] = float(case.get("time", 0))
+    return found
 
 
 def tests_by_line(folder: Path, module: Path) -> dict[int, set[str]]:
@@ -198,7 +252,17 @@ def execute(name: str, target: Target, src: Path, session: Path, config: Path) -
 
     timeout = tomllib.loads(config.read_text())["cosmic-ray"]["timeout"]
     covering = tests_by_line(session.parent, src / target.path)
-    python = f"{sys.executable} -m pytest -x -q -p no:cacheprovider"
+    durations = test_durations(session.parent)
+    python = pytest_command(target)
+
+    def run(mutations, command: str, seconds: float):
+        # A run killed at its timeout may leave rows behind: each run starts from the clean database.
+        database = src / "var" / "test.sqlite3"
+        for leftover in (database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+        shutil.copy2(session.parent / "clean.sqlite3", database)
+        return mutate_and_test(mutations, command, seconds)
+
     os.chdir(src)  # cosmic-ray mutates the module path relative to here
     os.environ.update(environment(src))
     with use_db(str(session)) as db:
@@ -207,17 +271,26 @@ def execute(name: str, target: Target, src: Path, session: Path, config: Path) -
             [mutation] = item.mutations
             lines = range(mutation.start_pos[0], mutation.end_pos[0] + 1)
             tests = set().union(*(covering.get(line, set()) for line in lines))
-            command = (
-                f"{python} {' '.join(shlex.quote(test) for test in sorted(tests))}" if tests else test_command(target)
-            )
-            result = mutate_and_test(item.mutations, command, timeout)
+            ordered, seconds = plan(tests, durations, timeout)
+            everything = test_command(target)
+            command = f"{python} {' '.join(map(shlex.quote, ordered))}" if tests else everything
+            result = run(item.mutations, command, seconds if tests else timeout)
             if tests and result.test_outcome == TestOutcome.SURVIVED:
                 # Code a process runs once (the models loading) was run by one test only: confirm with all.
-                result = mutate_and_test(item.mutations, test_command(target), timeout)
+                result = run(item.mutations, everything, timeout)
             db.set_result(item.job_id, result)
             if number % 10 == 0 or number == len(pending):
                 print(f"{name}: {number}/{len(pending)} mutants", flush=True)
     os.chdir(ROOT)
+
+
+def plan(tests: set[str], durations: dict[str, float], ceiling: float) -> tuple[list[str], float]:
+    """The tests in the order to run them, fastest first (with -x the first failure ends the run), and a
+    timeout: three times their time in the baseline and a minute for pytest, Django and Redis to start
+    (a loaded machine is slow, and a timeout counts as killed, so it must not be tight)."""
+    ordered = sorted(tests, key=lambda test: (durations.get(test, ceiling), test))
+    seconds = sum(durations.get(test, ceiling) for test in tests)
+    return ordered, min(ceiling, 3 * seconds + 60)
 
 
 def environment(src: Path) -> dict[str, str]:
@@ -241,12 +314,13 @@ def summarize(name: str, target: Target, session: Path) -> dict:
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
-    counts = {"killed": 0, "survived": 0, "timeout": 0, "incompetent": 0, "pending": 0}
+    counts = {"killed": 0, "survived": 0, "timeout": 0, "incompetent": 0, "pending": 0, "marked": 0}
     survivors = []
     with use_db(str(session)) as db:
         counts["pending"] = len(db.pending_work_items)
         for item, result in db.completed_work_items:
             if result.worker_outcome == WorkerOutcome.SKIPPED:
+                counts["marked"] += result.output == MARKED
                 continue
             if result.worker_outcome != WorkerOutcome.NORMAL or result.test_outcome == TestOutcome.INCOMPETENT:
                 counts["incompetent"] += 1
