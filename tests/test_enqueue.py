@@ -3,6 +3,8 @@ and fair share of the workers: one user's backlog costs another user a few photo
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import Count
@@ -12,6 +14,7 @@ from jobs.enqueue import (
     FAIR_SHARE_WAIT,
     GALLERY,
     QUEUE_FULL,
+    REDIS_DOWN,
     REFERENCE_WAITING,
     UPLOADS,
     enqueue_photo,
@@ -106,6 +109,27 @@ def test_with_redis_down_photos_and_references_wait_in_the_database(user, redis_
     reference = ReferencePhoto.objects.create(person=Person.objects.create(owner=user, name="O"), image="r/x.jpg")
     enqueue_reference(reference.pk)
     assert ReferencePhoto.objects.get(pk=reference.pk).error == REFERENCE_WAITING
+
+
+@pytest.fixture
+def silent_redis():
+    """A Redis host that hangs: its port takes connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+
+
+def test_a_redis_that_never_answers_holds_an_upload_no_longer_than_the_socket_timeout(
+    user, redis_server, settings, silent_redis
+):
+    """REDIS_SOCKET_TIMEOUT: past it the upload goes on and its photo waits in the database, as in an outage."""
+    settings.REDIS_SOCKET_TIMEOUT = 0.2
+    settings.RQ_QUEUES = {name: {"URL": silent_redis, "DEFAULT_TIMEOUT": 5} for name in settings.RQ_QUEUES}
+    photo = stored_photo(user, status=PhotoStatus.FAILED)
+    enqueue_photo(photo)
+    photo.refresh_from_db()
+    assert (photo.status, photo.error) == (PhotoStatus.WAITING, REDIS_DOWN)
 
 
 def portraits(count: int) -> list[str]:
