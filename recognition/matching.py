@@ -27,9 +27,9 @@ class Gallery:
 
     def __init__(self, encodings: np.ndarray, person_ids: np.ndarray) -> None:
         order = np.argsort(person_ids, kind="stable")
-        self.encodings = np.ascontiguousarray(np.asarray(encodings, dtype=ENCODING_DTYPE)[order]).reshape(
-            -1, ENCODING_SIZE
-        )
+        # reshape(-1, ...) here and below: no mutate, numpy reads any negative size (a mutant's -2) as "what fits".
+        encodings = np.asarray(encodings, dtype=ENCODING_DTYPE)[order]
+        self.encodings = np.ascontiguousarray(encodings).reshape(-1, ENCODING_SIZE)  # pragma: no mutate
         sorted_ids = np.asarray(person_ids, dtype=np.int64)[order]
         self.people, self.starts = np.unique(sorted_ids, return_index=True)
         self.squared_norms = np.einsum("ij,ij->i", self.encodings, self.encodings)
@@ -43,7 +43,8 @@ class Gallery:
         ).values_list("person_id", "encoding")
         rows = list(rows)
         if not rows:
-            return cls(np.empty((0, ENCODING_SIZE), ENCODING_DTYPE), np.empty(0, np.int64))
+            # Equivalent mutant: a row more is dropped by the constructor's reordering by (no) person ids.
+            return cls(np.empty((0, ENCODING_SIZE), ENCODING_DTYPE), np.empty(0, np.int64))  # pragma: no mutate
         person_ids = np.fromiter((pid for pid, _ in rows), dtype=np.int64, count=len(rows))
         encodings = np.stack([encoding_from_bytes(enc) for _, enc in rows])
         return cls(encodings, person_ids)
@@ -57,7 +58,7 @@ class Gallery:
 
     def person_distances(self, probes: np.ndarray) -> np.ndarray:
         """Distance from each probe (k x 128) to each person's nearest reference: k x people."""
-        probes = np.asarray(probes, dtype=ENCODING_DTYPE).reshape(-1, ENCODING_SIZE)
+        probes = np.asarray(probes, dtype=ENCODING_DTYPE).reshape(-1, ENCODING_SIZE)  # pragma: no mutate
         # |g - p|^2 = |g|^2 - 2 g.p + |p|^2: one matrix product instead of a k x n x 128 difference.
         squared = self.squared_norms[None, :] - 2.0 * (probes @ self.encodings.T)
         squared += np.einsum("ij,ij->i", probes, probes)[:, None]
@@ -66,7 +67,7 @@ class Gallery:
 
     def match(self, probes: np.ndarray, excluded: Iterable[Iterable[int]] | None = None) -> list[Match | None]:
         """The matched person of each probe, or None; excluded[i] lists people face i is known not to be."""
-        probes = np.asarray(probes, dtype=ENCODING_DTYPE).reshape(-1, ENCODING_SIZE)
+        probes = np.asarray(probes, dtype=ENCODING_DTYPE).reshape(-1, ENCODING_SIZE)  # pragma: no mutate
         if not len(self.people) or not len(probes):
             return [None] * len(probes)
         per_person = self.person_distances(probes)
@@ -82,7 +83,7 @@ class Gallery:
         if distance > settings.FACES_MATCH_DISTANCE:
             return None
         if len(row) > 1:
-            second = float(np.partition(row, 1)[1])
+            second = float(np.delete(row, best).min())  # the nearest other person
             if second - distance < settings.FACES_MATCH_MARGIN:
                 return None
         return Match(person_id=int(self.people[best]), distance=round(distance, 4))
