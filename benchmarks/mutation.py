@@ -140,11 +140,14 @@ def _is_docstring(node: ast.stmt) -> bool:
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
-def prepare(name: str, target: Target, fresh: bool) -> tuple[Path, Path, Path]:
+def prepare(name: str, target: Target, fresh: bool, resume: bool = False) -> tuple[Path, Path, Path]:
     folder = WORK / name
     src, session, config = folder / "src", folder / "session.sqlite", folder / "config.toml"
     if fresh and folder.exists():
         shutil.rmtree(folder)
+    if resume and (folder / "clean.sqlite3").exists() and config.exists() and session.exists():
+        shutil.copy2(ROOT / target.path, src / target.path)  # as it was, should a mutant have been left in it
+        return src, session, config  # an interrupted run goes on with its copy and baseline
     # The copy is made again each run, so new tests count; the session keeps the results.
     if src.exists():
         shutil.rmtree(src)
@@ -174,7 +177,7 @@ def prepare(name: str, target: Target, fresh: bool) -> tuple[Path, Path, Path]:
         "[cosmic-ray.distributor]\n"
         'name = "local"\n'
     )
-    print(f"{name}: baseline {seconds:.0f} s ({test_command(target).split(' -p no:cacheprovider ')[1]})", flush=True)
+    print(f"{name}: baseline {seconds:.0f} s ({' '.join(target.tests)})", flush=True)
     if not session.exists() or not session.stat().st_size:
         subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=src, check=True, env=environment(src))
         keep_scoped(session, src / target.path, target)
@@ -242,46 +245,77 @@ def tests_by_line(folder: Path, module: Path) -> dict[int, set[str]]:
     return found
 
 
-def execute(name: str, target: Target, src: Path, session: Path, config: Path) -> None:
-    """cosmic-ray's exec, one mutant at a time, each with the tests that run its lines."""
+def execute(name: str, target: Target, src: Path, session: Path, config: Path, jobs: int = 1) -> None:
+    """cosmic-ray's exec, each mutant with the tests that run its lines; `jobs` mutants at a time, each lane in
+    its own copy of the project (cosmic-ray mutates the module in place, relative to the current folder)."""
+    import multiprocessing
     import tomllib
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from cosmic_ray.mutating import mutate_and_test
     from cosmic_ray.work_db import use_db
-    from cosmic_ray.work_item import TestOutcome
 
     timeout = tomllib.loads(config.read_text())["cosmic-ray"]["timeout"]
     covering = tests_by_line(session.parent, src / target.path)
     durations = test_durations(session.parent)
     python = pytest_command(target)
-
-    def run(mutations, command: str, seconds: float):
-        # A run killed at its timeout may leave rows behind: each run starts from the clean database.
-        database = src / "var" / "test.sqlite3"
-        for leftover in (database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
-            leftover.unlink(missing_ok=True)
-        shutil.copy2(session.parent / "clean.sqlite3", database)
-        return mutate_and_test(mutations, command, seconds)
-
-    os.chdir(src)  # cosmic-ray mutates the module path relative to here
-    os.environ.update(environment(src))
+    lanes = multiprocessing.get_context("fork").Queue()
+    for number in range(jobs):
+        lane = src if number == 0 else src.with_name(f"src-{number + 1}")
+        if number:
+            shutil.rmtree(lane, ignore_errors=True)
+            shutil.copytree(src, lane, symlinks=True)
+        lanes.put(str(lane))
     with use_db(str(session)) as db:
         pending = sorted(db.pending_work_items, key=lambda item: item.mutations[0].start_pos)
-        for number, item in enumerate(pending, 1):
-            [mutation] = item.mutations
-            lines = range(mutation.start_pos[0], mutation.end_pos[0] + 1)
-            tests = set().union(*(covering.get(line, set()) for line in lines))
-            ordered, seconds = plan(tests, durations, timeout)
-            everything = test_command(target)
-            command = f"{python} {' '.join(map(shlex.quote, ordered))}" if tests else everything
-            result = run(item.mutations, command, seconds if tests else timeout)
-            if tests and result.test_outcome == TestOutcome.SURVIVED:
-                # Code a process runs once (the models loading) was run by one test only: confirm with all.
-                result = run(item.mutations, everything, timeout)
-            db.set_result(item.job_id, result)
-            if number % 10 == 0 or number == len(pending):
-                print(f"{name}: {number}/{len(pending)} mutants", flush=True)
-    os.chdir(ROOT)
+        with ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("fork"), initializer=_enter_lane, initargs=(lanes,)
+        ) as pool:
+            futures = {}
+            for item in pending:
+                [mutation] = item.mutations
+                lines = range(mutation.start_pos[0], mutation.end_pos[0] + 1)
+                tests = set().union(*(covering.get(line, set()) for line in lines))
+                ordered, seconds = plan(tests, durations, timeout)
+                command = f"{python} {' '.join(map(shlex.quote, ordered))}" if tests else None
+                run = (
+                    item.mutations,
+                    command,
+                    seconds,
+                    test_command(target),
+                    timeout,
+                    session.parent / "clean.sqlite3",
+                )
+                futures[pool.submit(_run_mutant, *run)] = item
+            for number, future in enumerate(as_completed(futures), 1):
+                db.set_result(futures[future].job_id, future.result())
+                if number % 10 == 0 or number == len(pending):
+                    print(f"{name}: {number}/{len(pending)} mutants", flush=True)
+
+
+def _enter_lane(lanes) -> None:
+    lane = Path(lanes.get())
+    os.chdir(lane)
+    os.environ.update(environment(lane))
+
+
+def _run_mutant(mutations, command: str | None, seconds: float, everything: str, timeout: float, clean: Path):
+    """Run the covering tests (all of the module's when none is known) against the mutant, in this lane."""
+    from cosmic_ray.mutating import mutate_and_test
+    from cosmic_ray.work_item import TestOutcome
+
+    def run(command: str, seconds: float):
+        # A run killed at its timeout may leave rows behind: each run starts from the clean database.
+        database = Path("var", "test.sqlite3")
+        for leftover in (database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+        shutil.copy2(clean, database)
+        return mutate_and_test(mutations, command, seconds)
+
+    result = run(command or everything, seconds if command else timeout)
+    if command and result.test_outcome == TestOutcome.SURVIVED:
+        # Code a process runs once (the models loading) was run by one test only: confirm with all.
+        result = run(everything, timeout)
+    return result
 
 
 def plan(tests: set[str], durations: dict[str, float], ceiling: float) -> tuple[list[str], float]:
@@ -375,6 +409,8 @@ def main() -> None:
     parser.add_argument("--again", action="store_true", help="run the survivors of the last run again")
     parser.add_argument("--fresh", action="store_true", help="forget earlier sessions")
     parser.add_argument("--report", action="store_true", help="only summarize the sessions there are")
+    parser.add_argument("--resume", action="store_true", help="go on with an interrupted run's copy and baseline")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run at a time (default 1)")
     args = parser.parse_args()
     os.nice(10)  # a shared machine: the web and other work first
     done = {}
@@ -384,11 +420,11 @@ def main() -> None:
                 done[name] = summarize(name, TARGETS[name], WORK / name / "session.sqlite")
             continue
         target = TARGETS[name]
-        src, session, config = prepare(name, target, args.fresh)
+        src, session, config = prepare(name, target, args.fresh, args.resume)
         if args.again:
             forget_survivors(session)
         started = time.monotonic()
-        execute(name, target, src, session, config)
+        execute(name, target, src, session, config, args.jobs)
         done[name] = summarize(name, target, session)
         done[name]["seconds"] = round(time.monotonic() - started)
         module = done[name]

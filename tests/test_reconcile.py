@@ -74,6 +74,7 @@ def test_the_grace_period_is_a_minute(user, redis_server, now, seconds_ago, queu
     photo = stored_photo(user, status=PhotoStatus.QUEUED, queued_at=now - timedelta(seconds=seconds_ago))
     outcome = reconcile()
     assert (outcome.queued, outcome.recent) == (([photo.pk], 0) if queued else ([], 1))
+    assert queued or "; left alone 1 unfinished photo queued within the last 60 s (" in str(outcome)
 
 
 def test_recently_queued_photos_get_a_grace_period(user, redis_server):
