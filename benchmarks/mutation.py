@@ -1,15 +1,17 @@
 """Mutation testing of the core with cosmic-ray: does the suite fail when a line is wrong?
 
-    python -m benchmarks.mutation [--module NAME ...] [--again]      (make mutation)
+    python -m benchmarks.mutation [--module NAME ...] [--jobs N] [--again] [--resume]     (make mutation)
 
 Each module is mutated with the test modules that cover it, in a copy of the project under var/mutation/,
-niced. A first pass records which tests run each line (coverage contexts); each mutant then runs only the
-tests that run its line (all of the module's tests when none is known, e.g. code run only in a forked work
-horse or at import), stopping at the first failure; a mutant that survives them is tried with all of the
-module's tests before it counts as a survivor. Writes
-benchmarks/results/mutation.json ({"killed", "survived", "timeout", "score", "survivors": [{"file", "line",
-"diff"}], "modules": {...}}) and prints the survivors. Sessions are kept in var/mutation/: a second run
-only does what is left; --again re-runs the survivors of the last run (after new tests), --fresh starts over.
+niced. A first pass records which tests run each line (coverage contexts) and how long each takes; each
+mutant then runs only the tests that run its line, fastest first, stopping at the first failure, with a
+timeout from their baseline time (all of the module's tests when none is known, e.g. code run only in a
+forked work horse or at import); a mutant that survives them is tried with all of the module's tests
+before it counts as a survivor. Lines marked `# pragma: no mutate` are equivalent mutants the README lists:
+skipped, and counted as "marked". Writes benchmarks/results/mutation.json ({"killed", "survived",
+"timeout", "score", "survivors": [{"file", "line", "diff"}], "modules": {...}}) and prints the survivors.
+Sessions are kept in var/mutation/: a second run only does what is left; --again re-runs the survivors of
+the last run (after new tests; with --resume, without a new baseline), --fresh starts over.
 """
 
 from __future__ import annotations
@@ -146,8 +148,11 @@ def prepare(name: str, target: Target, fresh: bool, resume: bool = False) -> tup
     if fresh and folder.exists():
         shutil.rmtree(folder)
     if resume and (folder / "clean.sqlite3").exists() and config.exists() and session.exists():
-        shutil.copy2(ROOT / target.path, src / target.path)  # as it was, should a mutant have been left in it
-        return src, session, config  # an interrupted run goes on with its copy and baseline
+        # Without a new baseline: the files again (new tests; the module as it was, should a mutant have been
+        # left in it). New tests are not in the coverage map, so a survivor meets them in its run with all.
+        copy_project(src)
+        skip_marked(session, src / target.path)
+        return src, session, config
     # The copy is made again each run, so new tests count; the session keeps the results.
     if src.exists():
         shutil.rmtree(src)
@@ -409,7 +414,9 @@ def main() -> None:
     parser.add_argument("--again", action="store_true", help="run the survivors of the last run again")
     parser.add_argument("--fresh", action="store_true", help="forget earlier sessions")
     parser.add_argument("--report", action="store_true", help="only summarize the sessions there are")
-    parser.add_argument("--resume", action="store_true", help="go on with an interrupted run's copy and baseline")
+    parser.add_argument(
+        "--resume", action="store_true", help="no new baseline: go on with an interrupted run (or --again) as it was"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at a time (default 1)")
     args = parser.parse_args()
     os.nice(10)  # a shared machine: the web and other work first
