@@ -17,6 +17,7 @@ from jobs.enqueue import (
     REDIS_DOWN,
     REFERENCE_WAITING,
     UPLOADS,
+    admit_waiting,
     enqueue_photo,
     enqueue_photos,
     enqueue_reference,
@@ -26,6 +27,7 @@ from jobs.enqueue import (
     paused_queues,
     photo_job_id,
     resume_queue,
+    waiting_within_share,
 )
 from recognition.models import Person, Photo, PhotoStatus, ReferencePhoto
 from tests.conftest import FACES, photos_finished, stored_photo, upload_of, wait_for
@@ -144,6 +146,21 @@ def test_a_users_backlog_waits_its_turn_in_the_database(api, user, redis_server,
     assert get_queue(UPLOADS).count == share
     run_jobs()  # each job's end queues the next waiting photo: all of them end done
     assert set(Photo.objects.values_list("status", flat=True)) == {PhotoStatus.DONE}
+
+
+@pytest.mark.parametrize(("in_flight", "admitted"), [(2, 2), (3, 1), (4, 0), (5, 0)])
+def test_waiting_photos_take_only_the_room_left_in_their_owners_share(
+    user, redis_server, settings, in_flight, admitted
+):
+    """A share of 4: with 3 photos in flight one more goes; at 4, or past it (the share was lowered), none.
+    Reconcile asks the same (waiting_within_share) as a job's end (admit_waiting)."""
+    settings.FAIR_SHARE_JOBS = 4
+    sum(enqueue_photos([stored_photo(user).pk for _ in range(in_flight)], queue=UPLOADS))
+    waiting = [stored_photo(user, status=PhotoStatus.WAITING).pk for _ in range(3)]
+    assert waiting_within_share(waiting) == set(waiting[:admitted])
+    assert admit_waiting(user.pk) == admitted
+    queued = Photo.objects.filter(pk__in=waiting, status=PhotoStatus.QUEUED).order_by("pk")
+    assert list(queued.values_list("pk", flat=True)) == waiting[:admitted]
 
 
 def test_another_users_upload_is_done_after_a_few_photos_not_after_the_backlog(
