@@ -21,6 +21,7 @@ from jobs.enqueue import (
     enqueue_photo,
     enqueue_photos,
     enqueue_reference,
+    enqueue_renditions,
     fair_share,
     get_queue,
     pause_queue,
@@ -132,6 +133,29 @@ def test_a_redis_that_never_answers_holds_an_upload_no_longer_than_the_socket_ti
     enqueue_photo(photo)
     photo.refresh_from_db()
     assert (photo.status, photo.error) == (PhotoStatus.WAITING, REDIS_DOWN)
+
+
+def test_the_pictures_of_a_photo_are_asked_for_once_per_ten_minutes(redis_server, settings):
+    """Media views ask for missing pictures on every request: one job, then nothing for RENDITIONS_PENDING_TTL
+    (10 minutes, the key's expiry); with Redis down, nothing (a later request asks again)."""
+    client = redis_server.client()
+
+    def server_ms() -> int:
+        seconds, micros = client.time()
+        return seconds * 1000 + micros // 1000
+
+    before = server_ms()
+    assert enqueue_renditions("photo", 7) is True
+    assert (enqueue_renditions("photo", 7), enqueue_renditions("reference", 7)) == (False, True)
+    left, after = client.pttl("photosite:renditions:photo:7"), server_ms()
+    assert 600_000 - (after - before) <= left <= 600_000
+    jobs = get_queue(BULK).jobs
+    assert [(job.func_name, job.args) for job in jobs] == [
+        ("jobs.make_renditions.make_photo_renditions", (7,)),
+        ("jobs.make_renditions.make_reference_renditions", (7,)),
+    ]
+    settings.RQ_QUEUES = {name: {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 5} for name in settings.RQ_QUEUES}
+    assert enqueue_renditions("photo", 8) is False
 
 
 def portraits(count: int) -> list[str]:
