@@ -1,5 +1,6 @@
 """Reconcile: photos whose job is gone are queued again; the worker runs it on RQ's scheduler."""
 
+import logging
 import time
 from datetime import timedelta
 from io import StringIO
@@ -75,6 +76,21 @@ def test_the_grace_period_is_a_minute(user, redis_server, now, seconds_ago, queu
     outcome = reconcile()
     assert (outcome.queued, outcome.recent) == (([photo.pk], 0) if queued else ([], 1))
     assert queued or "; left alone 1 unfinished photo queued within the last 60 s (" in str(outcome)
+
+
+def test_a_run_that_queues_photos_says_so_in_the_log_and_one_with_nothing_to_do_says_nothing(
+    user, redis_server, caplog
+):
+    """The fault tests read this line as the proof that reconcile ran; an idle scheduled run is silent."""
+    photo = stored_photo(user, status=PhotoStatus.QUEUED, queued_at=timezone.now() - timedelta(minutes=5))
+    with caplog.at_level(logging.INFO, logger="jobs.reconcile"):
+        assert reconcile().queued == [photo.pk]
+        assert [record.getMessage()[:62] for record in caplog.records if record.name == "jobs.reconcile"] == [
+            "reconcile: checked 1 unfinished photos: queued 1 again, 0 left"
+        ]
+        caplog.clear()
+        assert reconcile().queued == []  # its job is on the queue now
+        assert [record for record in caplog.records if record.name == "jobs.reconcile"] == []
 
 
 def test_recently_queued_photos_get_a_grace_period(user, redis_server):
