@@ -235,6 +235,32 @@ def test_durations(folder: Path) -> dict[str, float]:
     return found
 
 
+def related_lines(source: str, line: int) -> set[int]:
+    """For a line run only at import: the lines that use what it defines. A def line (its default values):
+    the function's body; a module-level assignment (a constant): the lines that read its names, and the
+    bodies of functions taking it as a default."""
+    tree = ast.parse(source)
+    functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+
+    def body_of_def_at(at: int) -> set[int]:
+        return {
+            number
+            for node in functions
+            if node.lineno <= at < node.body[0].lineno
+            for number in range(node.body[0].lineno, node.end_lineno + 1)
+        }
+
+    found = body_of_def_at(line)
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.lineno <= line <= node.end_lineno:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = {name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name)}
+            for use in ast.walk(tree):
+                if isinstance(use, ast.Name) and use.id in names and isinstance(use.ctx, ast.Load):
+                    found |= {use.lineno} | body_of_def_at(use.lineno)
+    return found
+
+
 def tests_by_line(folder: Path, module: Path) -> dict[int, set[str]]:
     """The pytest node ids that ran each line of the module in the coverage pass."""
     from coverage import CoverageData
@@ -249,7 +275,9 @@ def tests_by_line(folder: Path, module: Path) -> dict[int, set[str]]:
     return found
 
 
-def execute(name: str, target: Target, src: Path, session: Path, config: Path, jobs: int = 1) -> None:
+def execute(
+    name: str, target: Target, src: Path, session: Path, config: Path, jobs: int = 1, confirm: bool = True
+) -> None:
     """cosmic-ray's exec, each mutant with the tests that run its lines; `jobs` mutants at a time, each lane in
     its own copy of the project (cosmic-ray mutates the module in place, relative to the current folder)."""
     import multiprocessing
@@ -262,7 +290,9 @@ def execute(name: str, target: Target, src: Path, session: Path, config: Path, j
     covering = tests_by_line(session.parent, src / target.path)
     durations = test_durations(session.parent)
     python = pytest_command(target)
+    clean = session.parent / "clean.sqlite3"
     anywhere = set().union(*covering.values())
+    source = (src / target.path).read_text()
     lanes = multiprocessing.get_context("fork").Queue()
     for number in range(jobs):
         lane = src if number == 0 else src.with_name(f"src-{number + 1}")
@@ -279,18 +309,13 @@ def execute(name: str, target: Target, src: Path, session: Path, config: Path, j
             for item in pending:
                 [mutation] = item.mutations
                 lines = range(mutation.start_pos[0], mutation.end_pos[0] + 1)
-                # A line run at import only (a constant): the tests that run any of the module, fastest first.
-                tests = set().union(*(covering.get(line, set()) for line in lines)) or anywhere
+                tests = set().union(*(covering.get(line, set()) for line in lines))
+                if not tests:  # a line run at import only: the tests that run what it defines, else any
+                    related = related_lines(source, mutation.start_pos[0])
+                    tests = set().union(*(covering.get(line, set()) for line in related)) or anywhere
                 ordered, seconds = plan(tests, durations, timeout)
                 command = f"{python} {' '.join(map(shlex.quote, ordered))}" if tests else None
-                run = (
-                    item.mutations,
-                    command,
-                    seconds,
-                    test_command(target),
-                    timeout,
-                    session.parent / "clean.sqlite3",
-                )
+                run = (item.mutations, command, seconds, test_command(target), timeout, clean, confirm)
                 futures[pool.submit(_run_mutant, *run)] = item
             for number, future in enumerate(as_completed(futures), 1):
                 db.set_result(futures[future].job_id, future.result())
@@ -304,7 +329,9 @@ def _enter_lane(lanes) -> None:
     os.environ.update(environment(lane))
 
 
-def _run_mutant(mutations, command: str | None, seconds: float, everything: str, timeout: float, clean: Path):
+def _run_mutant(
+    mutations, command: str | None, seconds: float, everything: str, timeout: float, clean: Path, confirm: bool
+):
     """Run the covering tests (all of the module's when none is known) against the mutant, in this lane."""
     from cosmic_ray.mutating import mutate_and_test
     from cosmic_ray.work_item import TestOutcome
@@ -318,7 +345,7 @@ def _run_mutant(mutations, command: str | None, seconds: float, everything: str,
         return mutate_and_test(mutations, command, seconds)
 
     result = run(command or everything, seconds if command else timeout)
-    if command and result.test_outcome == TestOutcome.SURVIVED:
+    if command and confirm and result.test_outcome == TestOutcome.SURVIVED:
         # Code a process runs once (the models loading) was run by one test only: confirm with all.
         result = run(everything, timeout)
     return result
@@ -419,6 +446,9 @@ def main() -> None:
         "--resume", action="store_true", help="no new baseline: go on with an interrupted run (or --again) as it was"
     )
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at a time (default 1)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a survivor of its covering tests is not tried with all (may overcount)"
+    )
     args = parser.parse_args()
     os.nice(10)  # a shared machine: the web and other work first
     done = {}
@@ -432,7 +462,7 @@ def main() -> None:
         if args.again:
             forget_survivors(session)
         started = time.monotonic()
-        execute(name, target, src, session, config, args.jobs)
+        execute(name, target, src, session, config, args.jobs, confirm=not args.quick)
         done[name] = summarize(name, target, session)
         done[name]["seconds"] = round(time.monotonic() - started)
         module = done[name]
