@@ -276,7 +276,14 @@ def tests_by_line(folder: Path, module: Path) -> dict[int, set[str]]:
 
 
 def execute(
-    name: str, target: Target, src: Path, session: Path, config: Path, jobs: int = 1, confirm: bool = True
+    name: str,
+    target: Target,
+    src: Path,
+    session: Path,
+    config: Path,
+    jobs: int = 1,
+    confirm: bool = True,
+    newer_first: bool = False,
 ) -> None:
     """cosmic-ray's exec, each mutant with the tests that run its lines; `jobs` mutants at a time, each lane in
     its own copy of the project (cosmic-ray mutates the module in place, relative to the current folder)."""
@@ -293,6 +300,8 @@ def execute(
     clean = session.parent / "clean.sqlite3"
     anywhere = set().union(*covering.values())
     source = (src / target.path).read_text()
+    # Tests written since the baseline (not in its coverage map) go first: they are why a survivor is tried again.
+    newer = sorted(collected(target, src) - set(durations)) if newer_first else []
     lanes = multiprocessing.get_context("fork").Queue()
     for number in range(jobs):
         lane = src if number == 0 else src.with_name(f"src-{number + 1}")
@@ -314,6 +323,7 @@ def execute(
                     related = related_lines(source, mutation.start_pos[0])
                     tests = set().union(*(covering.get(line, set()) for line in related)) or anywhere
                 ordered, seconds = plan(tests, durations, timeout)
+                ordered, seconds = [*newer, *ordered], seconds + 30 * len(newer)
                 command = f"{python} {' '.join(map(shlex.quote, ordered))}" if tests else None
                 run = (item.mutations, command, seconds, test_command(target), timeout, clean, confirm)
                 futures[pool.submit(_run_mutant, *run)] = item
@@ -321,6 +331,17 @@ def execute(
                 db.set_result(futures[future].job_id, future.result())
                 if number % 10 == 0 or number == len(pending):
                     print(f"{name}: {number}/{len(pending)} mutants", flush=True)
+
+
+def collected(target: Target, src: Path) -> set[str]:
+    listed = subprocess.run(
+        [*test_command(target).split(), "--collect-only", "-q"],
+        cwd=src,
+        env=environment(src),
+        capture_output=True,
+        text=True,
+    )
+    return {line.strip() for line in listed.stdout.splitlines() if "::" in line}
 
 
 def _enter_lane(lanes) -> None:
@@ -462,7 +483,7 @@ def main() -> None:
         if args.again:
             forget_survivors(session)
         started = time.monotonic()
-        execute(name, target, src, session, config, args.jobs, confirm=not args.quick)
+        execute(name, target, src, session, config, args.jobs, not args.quick, args.again and args.resume)
         done[name] = summarize(name, target, session)
         done[name]["seconds"] = round(time.monotonic() - started)
         module = done[name]
