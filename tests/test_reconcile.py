@@ -12,7 +12,7 @@ from rq.job import Job, JobStatus
 
 from jobs.enqueue import UPLOADS, enqueue_photos, get_queue, photo_job_id
 from jobs.reconcile import SCHEDULED_JOB_ID, ensure_scheduled, reconcile
-from recognition.models import Photo, PhotoStatus
+from recognition.models import Person, Photo, PhotoStatus, ReferencePhoto
 from tests.conftest import photos_finished, stored_photo, upload_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,19 +78,43 @@ def test_the_grace_period_is_a_minute(user, redis_server, now, seconds_ago, queu
     assert queued or "; left alone 1 unfinished photo queued within the last 60 s (" in str(outcome)
 
 
-def test_a_run_that_queues_photos_says_so_in_the_log_and_one_with_nothing_to_do_says_nothing(
-    user, redis_server, caplog
+def reconcile_log(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "jobs.reconcile"]
+
+
+@pytest.mark.parametrize(
+    ("lost", "said"),
+    [
+        ("queued", "checked 1 unfinished photos: queued 1 again, 0 left waiting (queue full), 0 marked failed;"),
+        ("held", "checked 1 unfinished photos: queued 0 again, 1 left waiting (queue full), 0 marked failed;"),
+        ("failed", "checked 1 unfinished photos: queued 0 again, 0 left waiting (queue full), 1 marked failed;"),
+        ("reference", "queued 1 reference photos and 0 alert deliveries again"),
+    ],
+)
+def test_a_run_that_does_something_says_so_in_the_log_and_an_idle_run_says_nothing(
+    user, redis_server, settings, caplog, lost, said
 ):
     """The fault tests read this line as the proof that reconcile ran; an idle scheduled run is silent."""
-    photo = stored_photo(user, status=PhotoStatus.QUEUED, queued_at=timezone.now() - timedelta(minutes=5))
+    long_ago = timezone.now() - timedelta(minutes=5)
+    if lost == "held":
+        settings.QUEUE_MAX_DEPTH = 0
+    if lost in ("queued", "held"):
+        stored_photo(user, status=PhotoStatus.QUEUED, queued_at=long_ago)
+    elif lost == "failed":  # its worker stopped mid-job as many times as a job has tries
+        stored_photo(user, status=PhotoStatus.PROCESSING, attempts=4, started_at=long_ago)
+    else:
+        person = Person.objects.create(owner=user, name="Obama")
+        reference = ReferencePhoto.objects.create(person=person, image="references/x.jpg")
+        ReferencePhoto.objects.filter(pk=reference.pk).update(updated_at=long_ago)
     with caplog.at_level(logging.INFO, logger="jobs.reconcile"):
-        assert reconcile().queued == [photo.pk]
-        assert [record.getMessage()[:62] for record in caplog.records if record.name == "jobs.reconcile"] == [
-            "reconcile: checked 1 unfinished photos: queued 1 again, 0 left"
-        ]
+        reconcile()
+        [message] = reconcile_log(caplog)
+        assert message.startswith("reconcile: ") and said in message
         caplog.clear()
-        assert reconcile().queued == []  # its job is on the queue now
-        assert [record for record in caplog.records if record.name == "jobs.reconcile"] == []
+        if lost == "held":
+            Photo.objects.all().delete()
+        reconcile()  # the job is queued now, or the photo given up: nothing to do
+        assert reconcile_log(caplog) == []
 
 
 def test_recently_queued_photos_get_a_grace_period(user, redis_server):
