@@ -78,6 +78,13 @@ def test_the_grace_period_is_a_minute(user, redis_server, now, seconds_ago, queu
     assert queued or "; left alone 1 unfinished photo queued within the last 60 s (" in str(outcome)
 
 
+@pytest.mark.parametrize(("seconds_ago", "queued"), [(60 - 0.5, False), (60 + 0.5, True)])
+def test_a_reference_photo_gets_the_same_minute_of_grace(user, redis_server, now, seconds_ago, queued):
+    reference = ReferencePhoto.objects.create(person=Person.objects.create(owner=user, name="O"), image="r/x.jpg")
+    ReferencePhoto.objects.filter(pk=reference.pk).update(updated_at=now - timedelta(seconds=seconds_ago))
+    assert reconcile().references == ([reference.pk] if queued else [])
+
+
 def reconcile_log(caplog) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.name == "jobs.reconcile"]
 
