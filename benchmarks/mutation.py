@@ -300,8 +300,15 @@ def execute(
     clean = session.parent / "clean.sqlite3"
     anywhere = set().union(*covering.values())
     source = (src / target.path).read_text()
-    # Tests written since the baseline (not in its coverage map) go first: they are why a survivor is tried again.
-    newer = sorted(collected(target, src) - set(durations)) if newer_first else []
+    # Tests written or changed since the baseline (the coverage map does not know what they run) go first:
+    # they are why a survivor is tried again. New ones first, then the others of the changed files, fastest first.
+    newer = []
+    if newer_first:
+        since = (session.parent / "durations.xml").stat().st_mtime
+        changed = {name for name in target.tests if (ROOT / name).stat().st_mtime > since}
+        tests = collected(target, src)
+        newer = sorted(tests - set(durations))
+        newer += plan({test for test in tests & set(durations) if test.split("::")[0] in changed}, durations, 0)[0]
     lanes = multiprocessing.get_context("fork").Queue()
     for number in range(jobs):
         lane = src if number == 0 else src.with_name(f"src-{number + 1}")
@@ -323,7 +330,8 @@ def execute(
                     related = related_lines(source, mutation.start_pos[0])
                     tests = set().union(*(covering.get(line, set()) for line in related)) or anywhere
                 ordered, seconds = plan(tests, durations, timeout)
-                ordered, seconds = [*newer, *ordered], seconds + 30 * len(newer)
+                ordered = [*newer, *(test for test in ordered if test not in newer)]
+                seconds += 30 * len(newer)
                 command = f"{python} {' '.join(map(shlex.quote, ordered))}" if tests else None
                 run = (item.mutations, command, seconds, test_command(target), timeout, clean, confirm)
                 futures[pool.submit(_run_mutant, *run)] = item
