@@ -343,7 +343,7 @@ def execute(
 
 def collected(target: Target, src: Path) -> set[str]:
     listed = subprocess.run(
-        [*test_command(target).split(), "--collect-only", "-q"],
+        [*test_command(target).split(), "--collect-only"],
         cwd=src,
         env=environment(src),
         capture_output=True,
