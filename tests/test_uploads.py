@@ -168,6 +168,23 @@ def test_413_from_the_content_length_before_a_byte_is_read(upload_routes, redis_
     assert Photo.objects.exists() or ReferencePhoto.objects.exists()
 
 
+@pytest.mark.parametrize(("route", "page"), [("api photo", False), ("page reference", True)])
+def test_a_browser_is_told_too_large_on_a_page_and_the_api_in_json(upload_routes, redis_server, settings, route, page):
+    """A form post from a browser (Accept: text/html) gets a page to go back from; the API answers JSON
+    whatever the client accepts."""
+    client, path = upload_routes[route]
+    settings.PHOTO_MAX_BYTES = 1024
+    response = client.generic(
+        "POST", path, content_type="multipart/form-data; boundary=xyz", CONTENT_LENGTH=str(10 * 1024 * 1024),
+        HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8", **{"wsgi.input": CountingInput()},
+    )  # fmt: skip
+    assert response.status_code == 413
+    if page:
+        assert response["Content-Type"].startswith("text/html") and b"<h1>Too large</h1>" in response.content
+    else:
+        assert response.json() == {"error": "The upload is larger than the limit of 1.0 KB: nothing was stored."}
+
+
 # Accepted, then failed on the photo with a readable error; the worker goes on to the next photo.
 
 
