@@ -46,7 +46,7 @@ class Target:
 TARGETS = {
     "matching": Target("recognition/matching.py", ("tests/test_matching.py",)),
     "engine": Target("recognition/engine.py", ("tests/test_engine.py",)),
-    "uploads": Target("recognition/uploads.py", ("tests/test_uploads.py", "tests/test_api.py")),
+    "uploads": Target("recognition/uploads.py", ("tests/test_uploads.py", "tests/test_api.py", "tests/test_limits.py")),
     "reconcile": Target("jobs/reconcile.py", ("tests/test_reconcile.py",)),
     "enqueue": Target(
         "jobs/enqueue.py",
@@ -150,7 +150,7 @@ def prepare(name: str, target: Target, fresh: bool, resume: bool = False) -> tup
         # Without a new baseline: the files again (new tests; the module as it was, should a mutant have been
         # left in it). New tests are not in the coverage map, so a survivor meets them in its run with all.
         copy_project(src)
-        skip_marked(session, src / target.path)
+        skip_marked(session, src / target.path, target)
         return src, session, config
     # The copy is made again each run, so new tests count; the session keeps the results.
     if src.exists():
@@ -185,7 +185,7 @@ def prepare(name: str, target: Target, fresh: bool, resume: bool = False) -> tup
     if not session.exists() or not session.stat().st_size:
         subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=src, check=True, env=environment(src))
         keep_scoped(session, src / target.path, target)
-    skip_marked(session, src / target.path)
+    skip_marked(session, src / target.path, target)
     return src, session, config
 
 
@@ -206,20 +206,22 @@ NO_MUTATE = re.compile(r"#.*pragma:.*no mutate")
 MARKED = "marked equivalent"
 
 
-def skip_marked(session: Path, module: Path) -> None:
+def skip_marked(session: Path, module: Path, target: Target) -> None:
     """Skip the mutants of a line marked `# pragma: no mutate` (an equivalent mutant the README lists), as
     cosmic-ray's cr-filter-pragma does; kept apart from the out-of-scope ones in the summary. A trailing
     comment moves no mutant, so a session made before the mark still fits the module."""
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
-    lines = module.read_text().splitlines()
+    source = module.read_text()
+    lines, allowed = source.splitlines(), allowed_lines(source, target.functions)
     with use_db(str(session)) as db:
         for item in db.work_items:
             [mutation] = item.mutations
+            if not OPERATORS.match(mutation.operator_name) or mutation.start_pos[0] not in allowed:
+                continue  # out of scope
             end_line, end_column = mutation.end_pos
-            line = lines[end_line - 1 - (end_column == 0)]
-            if NO_MUTATE.search(line):
+            if NO_MUTATE.search(lines[end_line - 1 - (end_column == 0)]):
                 db.set_result(item.job_id, WorkResult(output=MARKED, worker_outcome=WorkerOutcome.SKIPPED))
 
 
