@@ -74,7 +74,8 @@ bench: install-dev
 	$(BIN)/python -m benchmarks.run $(if $(QUICK),--quick,)
 
 # Mutation testing of the core (cosmic-ray), module by module with the tests that cover it; MODULES=matching,engine
-# for some. Writes benchmarks/results/mutation.json and prints the survivors. Not part of CI: about an hour.
+# for some, MUTATION_ARGS="--jobs 2" for two mutants at a time (--again, --resume, --fresh: see README).
+# Writes benchmarks/results/mutation.json and prints the survivors. Not part of CI: about an hour.
 mutation: install-dev
 	$(BIN)/python -m benchmarks.mutation $(foreach m,$(subst $(comma), ,$(MODULES)),--module $(m)) $(MUTATION_ARGS)
 

@@ -40,7 +40,9 @@ def redis_connection(name: str = UPLOADS) -> Redis:
     """
     url = settings.RQ_QUEUES[name]["URL"]
     if url not in _connections:
-        _connections[url] = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
+        _connections[url] = Redis.from_url(
+            url, socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT, socket_timeout=settings.REDIS_SOCKET_TIMEOUT
+        )
     return _connections[url]
 
 

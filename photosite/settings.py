@@ -248,6 +248,10 @@ FACES_GROUP_SUGGEST_DISTANCE = env_float("FACES_GROUP_SUGGEST_DISTANCE", 0.6)
 EMBEDDED_REDIS_PORT = env_int("EMBEDDED_REDIS_PORT", 6380)
 REDIS_URL = os.environ.get("REDIS_URL", "")
 RQ_REDIS_URL = REDIS_URL or f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+# A Redis that does not answer costs an upload this long (seconds) to connect, or per command, before the
+# photo waits in the database instead, as in an outage.
+REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 5)
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 30)
 JOB_TIMEOUT = env_int("JOB_TIMEOUT", 300)
 # Workers run at this niceness, so that the web server keeps answering while they are saturated.
 WORKER_NICENESS = env_int("WORKER_NICENESS", 10)

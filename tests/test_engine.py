@@ -427,3 +427,38 @@ def test_pixels_around_a_box_are_the_upright_photos(orientation):
         array, (top, right, bottom, left) = pixels.around(engine.Box(*box))
         assert np.array_equal(array, upright[region])
         assert np.array_equal(array[top:bottom, left:right], upright[box[0] : box[2], box[3] : box[1]])
+
+
+def test_a_capture_time_east_of_greenwich_keeps_its_hours_and_minutes_and_drops_fractions():
+    """Offsets are "+HH:MM" (east) or "-HH:MM"; what follows the seconds (some tools write fractions) is not
+    part of the time."""
+    image, _, _ = engine.open_image(
+        exif_jpeg(DATETIME_ORIGINAL="2019:12:31 23:59:58.250", OFFSET_TIME_ORIGINAL="+10:45")
+    )
+    assert image.info["taken_at"].isoformat() == "2019-12-31T23:59:58+10:45"
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (EOFError(), "it ends early"),
+        (OSError("image file is truncated (3 bytes not processed)"), "it ends early"),
+        (OSError("unexpected end of file"), "it ends early"),
+        (SyntaxError("broken PNG file: stream ended"), "it ends early"),
+        (OSError("broken data stream when reading image file"), "its image data cannot be read"),
+    ],
+)
+def test_damage_in_plain_words(error, words):
+    assert engine.damage_in_plain_words(error) == f"this file is damaged ({words})"
+
+
+def test_a_box_scaled_back_stays_inside_the_image():
+    """Detection boxes may reach past the downscaled image's edges: scaled back, they end at the original's."""
+    assert engine._scale_box((10, 50, 60, 5), 2.0, 400, 300) == engine.Box(top=20, right=100, bottom=120, left=10)
+    assert engine._scale_box((-3, 110, 130, -2), 2.0, 200, 250) == engine.Box(top=0, right=200, bottom=250, left=0)
+    assert engine._scale_box((0, 3, 3, 0), 1.5, 9, 9) == engine.Box(top=0, right=4, bottom=4, left=0)
+
+
+def test_a_one_pixel_image_is_readable():
+    """The smallest image there is: Pillow itself refuses a header with no rows or columns."""
+    assert engine.check_header(png_of(np.zeros((1, 1, 3), dtype=np.uint8))) == (1, 1)

@@ -3,6 +3,8 @@ and fair share of the workers: one user's backlog costs another user a few photo
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import Count
@@ -12,17 +14,21 @@ from jobs.enqueue import (
     FAIR_SHARE_WAIT,
     GALLERY,
     QUEUE_FULL,
+    REDIS_DOWN,
     REFERENCE_WAITING,
     UPLOADS,
+    admit_waiting,
     enqueue_photo,
     enqueue_photos,
     enqueue_reference,
+    enqueue_renditions,
     fair_share,
     get_queue,
     pause_queue,
     paused_queues,
     photo_job_id,
     resume_queue,
+    waiting_within_share,
 )
 from recognition.models import Person, Photo, PhotoStatus, ReferencePhoto
 from tests.conftest import FACES, photos_finished, stored_photo, upload_of, wait_for
@@ -108,6 +114,50 @@ def test_with_redis_down_photos_and_references_wait_in_the_database(user, redis_
     assert ReferencePhoto.objects.get(pk=reference.pk).error == REFERENCE_WAITING
 
 
+@pytest.fixture
+def silent_redis():
+    """A Redis host that hangs: its port takes connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+
+
+def test_a_redis_that_never_answers_holds_an_upload_no_longer_than_the_socket_timeout(
+    user, redis_server, settings, silent_redis
+):
+    """REDIS_SOCKET_TIMEOUT: past it the upload goes on and its photo waits in the database, as in an outage."""
+    settings.REDIS_SOCKET_TIMEOUT = 0.2
+    settings.RQ_QUEUES = {name: {"URL": silent_redis, "DEFAULT_TIMEOUT": 5} for name in settings.RQ_QUEUES}
+    photo = stored_photo(user, status=PhotoStatus.FAILED)
+    enqueue_photo(photo)
+    photo.refresh_from_db()
+    assert (photo.status, photo.error) == (PhotoStatus.WAITING, REDIS_DOWN)
+
+
+def test_the_pictures_of_a_photo_are_asked_for_once_per_ten_minutes(redis_server, settings):
+    """Media views ask for missing pictures on every request: one job, then nothing for RENDITIONS_PENDING_TTL
+    (10 minutes, the key's expiry); with Redis down, nothing (a later request asks again)."""
+    client = redis_server.client()
+
+    def server_ms() -> int:
+        seconds, micros = client.time()
+        return seconds * 1000 + micros // 1000
+
+    before = server_ms()
+    assert enqueue_renditions("photo", 7) is True
+    assert (enqueue_renditions("photo", 7), enqueue_renditions("reference", 7)) == (False, True)
+    left, after = client.pttl("photosite:renditions:photo:7"), server_ms()
+    assert 600_000 - (after - before) <= left <= 600_000
+    jobs = get_queue(BULK).jobs
+    assert [(job.func_name, job.args) for job in jobs] == [
+        ("jobs.make_renditions.make_photo_renditions", (7,)),
+        ("jobs.make_renditions.make_reference_renditions", (7,)),
+    ]
+    settings.RQ_QUEUES = {name: {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 5} for name in settings.RQ_QUEUES}
+    assert enqueue_renditions("photo", 8) is False
+
+
 def portraits(count: int) -> list[str]:
     return sorted(f"portraits/{path.name}" for path in (FACES / "portraits").glob("*.jpg"))[:count]
 
@@ -120,6 +170,21 @@ def test_a_users_backlog_waits_its_turn_in_the_database(api, user, redis_server,
     assert get_queue(UPLOADS).count == share
     run_jobs()  # each job's end queues the next waiting photo: all of them end done
     assert set(Photo.objects.values_list("status", flat=True)) == {PhotoStatus.DONE}
+
+
+@pytest.mark.parametrize(("in_flight", "admitted"), [(2, 2), (3, 1), (4, 0), (5, 0)])
+def test_waiting_photos_take_only_the_room_left_in_their_owners_share(
+    user, redis_server, settings, in_flight, admitted
+):
+    """A share of 4: with 3 photos in flight one more goes; at 4, or past it (the share was lowered), none.
+    Reconcile asks the same (waiting_within_share) as a job's end (admit_waiting)."""
+    settings.FAIR_SHARE_JOBS = 4
+    sum(enqueue_photos([stored_photo(user).pk for _ in range(in_flight)], queue=UPLOADS))
+    waiting = [stored_photo(user, status=PhotoStatus.WAITING).pk for _ in range(3)]
+    assert waiting_within_share(waiting) == set(waiting[:admitted])
+    assert admit_waiting(user.pk) == admitted
+    queued = Photo.objects.filter(pk__in=waiting, status=PhotoStatus.QUEUED).order_by("pk")
+    assert list(queued.values_list("pk", flat=True)) == waiting[:admitted]
 
 
 def test_another_users_upload_is_done_after_a_few_photos_not_after_the_backlog(

@@ -12,7 +12,7 @@ import pytest
 from recognition import engine
 from recognition.engine import Analysis, Box, DetectedFace
 from recognition.matching import Gallery
-from recognition.models import Alert, Face, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
+from recognition.models import Alert, Face, FaceGroup, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -89,6 +89,19 @@ def test_decisions_follow_the_new_face_that_overlaps_the_old_one(user, photo):
     assert Alert.objects.get(pk=alert.pk).face == new_first
     assert ReferencePhoto.objects.get(pk=reference.pk).source_face == new_first
     assert not Face.objects.filter(pk=third.pk).exists()
+
+
+def test_a_reprocessed_face_stays_in_its_group_and_out_of_the_groups_it_was_taken_out_of(user, photo):
+    """ "Who is this?" decisions are the user's too: the group a face is in, and the groups it was taken out of."""
+    kept, left = FaceGroup.objects.create(owner=user), FaceGroup.objects.create(owner=user)
+    photo.replace_faces(analysis((box(0, 0), 1), (box(300, 0), 2)))
+    grouped, alone = faces_of(photo)
+    Face.objects.filter(pk=grouped.pk).update(group=kept)
+    grouped.excluded_groups.add(left)
+    photo.replace_faces(analysis((box(5, 5), 1), (box(295, 0), 2)))
+    new_grouped, new_alone = faces_of(photo)
+    assert (new_grouped.group, list(new_grouped.excluded_groups.all())) == (kept, [left])
+    assert (new_alone.group, list(new_alone.excluded_groups.all())) == (None, [])
 
 
 @pytest.mark.parametrize(("width", "carried"), [(30, True), (29, False)])

@@ -1,5 +1,6 @@
 """Reconcile: photos whose job is gone are queued again; the worker runs it on RQ's scheduler."""
 
+import logging
 import time
 from datetime import timedelta
 from io import StringIO
@@ -11,7 +12,7 @@ from rq.job import Job, JobStatus
 
 from jobs.enqueue import UPLOADS, enqueue_photos, get_queue, photo_job_id
 from jobs.reconcile import SCHEDULED_JOB_ID, ensure_scheduled, reconcile
-from recognition.models import Photo, PhotoStatus
+from recognition.models import Person, Photo, PhotoStatus, ReferencePhoto
 from tests.conftest import photos_finished, stored_photo, upload_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,6 +58,70 @@ def test_photos_with_live_jobs_are_left_alone(user, redis_server):
     outcome = reconcile(grace=0)
     assert outcome.checked == 3 and outcome.queued == [] and outcome.held == []
     assert get_queue(UPLOADS).count == 3
+
+
+@pytest.fixture
+def now(monkeypatch):
+    """The clock stands still: half a second either side of a limit is exact, however slow the machine."""
+    frozen = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: frozen)
+    return frozen
+
+
+@pytest.mark.parametrize(("seconds_ago", "queued"), [(60 - 0.5, False), (60 + 0.5, True)])
+def test_the_grace_period_is_a_minute(user, redis_server, now, seconds_ago, queued):
+    """A photo queued less than a minute ago may be between its database update and its push to Redis: the
+    scheduled run and `manage.py reconcile` leave it alone; a minute on, its job is surely lost."""
+    photo = stored_photo(user, status=PhotoStatus.QUEUED, queued_at=now - timedelta(seconds=seconds_ago))
+    outcome = reconcile()
+    assert (outcome.queued, outcome.recent) == (([photo.pk], 0) if queued else ([], 1))
+    assert queued or "; left alone 1 unfinished photo queued within the last 60 s (" in str(outcome)
+
+
+@pytest.mark.parametrize(("seconds_ago", "queued"), [(60 - 0.5, False), (60 + 0.5, True)])
+def test_a_reference_photo_gets_the_same_minute_of_grace(user, redis_server, now, seconds_ago, queued):
+    reference = ReferencePhoto.objects.create(person=Person.objects.create(owner=user, name="O"), image="r/x.jpg")
+    ReferencePhoto.objects.filter(pk=reference.pk).update(updated_at=now - timedelta(seconds=seconds_ago))
+    assert reconcile().references == ([reference.pk] if queued else [])
+
+
+def reconcile_log(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "jobs.reconcile"]
+
+
+@pytest.mark.parametrize(
+    ("lost", "said"),
+    [
+        ("queued", "checked 1 unfinished photos: queued 1 again, 0 left waiting (queue full), 0 marked failed;"),
+        ("held", "checked 1 unfinished photos: queued 0 again, 1 left waiting (queue full), 0 marked failed;"),
+        ("failed", "checked 1 unfinished photos: queued 0 again, 0 left waiting (queue full), 1 marked failed;"),
+        ("reference", "queued 1 reference photos and 0 alert deliveries again"),
+    ],
+)
+def test_a_run_that_does_something_says_so_in_the_log_and_an_idle_run_says_nothing(
+    user, redis_server, settings, caplog, lost, said
+):
+    """The fault tests read this line as the proof that reconcile ran; an idle scheduled run is silent."""
+    long_ago = timezone.now() - timedelta(minutes=5)
+    if lost == "held":
+        settings.QUEUE_MAX_DEPTH = 0
+    if lost in ("queued", "held"):
+        stored_photo(user, status=PhotoStatus.QUEUED, queued_at=long_ago)
+    elif lost == "failed":  # its worker stopped mid-job as many times as a job has tries
+        stored_photo(user, status=PhotoStatus.PROCESSING, attempts=4, started_at=long_ago)
+    else:
+        person = Person.objects.create(owner=user, name="Obama")
+        reference = ReferencePhoto.objects.create(person=person, image="references/x.jpg")
+        ReferencePhoto.objects.filter(pk=reference.pk).update(updated_at=long_ago)
+    with caplog.at_level(logging.INFO, logger="jobs.reconcile"):
+        reconcile()
+        [message] = reconcile_log(caplog)
+        assert message.startswith("reconcile: ") and said in message
+        caplog.clear()
+        if lost == "held":
+            Photo.objects.all().delete()
+        reconcile()  # the job is queued now, or the photo given up: nothing to do
+        assert reconcile_log(caplog) == []
 
 
 def test_recently_queued_photos_get_a_grace_period(user, redis_server):
@@ -172,8 +237,10 @@ def test_a_retrying_photo_is_not_reconciled(user, redis_server, job_status):
     assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.PROCESSING
 
 
-@pytest.mark.parametrize(("seconds_ago", "lost"), [(300 + 60 - 5, False), (300 + 60 + 5, True)])
-def test_a_started_job_is_lost_only_past_the_job_timeout_and_a_minute(user, redis_server, settings, seconds_ago, lost):
+@pytest.mark.parametrize(("seconds_ago", "lost"), [(300 + 60 - 0.5, False), (300 + 60 + 0.5, True)])
+def test_a_started_job_is_lost_only_past_the_job_timeout_and_a_minute(
+    user, redis_server, settings, now, seconds_ago, lost
+):
     """A job may run JOB_TIMEOUT seconds; a minute more and its worker is surely gone."""
     settings.JOB_TIMEOUT = 300
     photo = processing_with_job(user, redis_server, seconds_ago, JobStatus.STARTED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import uuid
@@ -13,11 +14,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from PIL import ImageFile
 from rest_framework.authtoken.models import Token
+from rq.job import Job
 
-from jobs.enqueue import UPLOADS, get_queue
+from jobs.enqueue import UPLOADS, get_queue, photo_job_id
 from recognition import engine
 from recognition.models import Person, Photo, PhotoManager, PhotoStatus, ReferencePhoto
-from recognition.uploads import MULTIPART_OVERHEAD, UploadRejected, check_content_length, clean_name
+from recognition.uploads import UploadRejected, check_content_length, clean_name
 from tests import images
 from tests.conftest import face_file, post_over_http
 
@@ -151,7 +153,7 @@ def test_413_from_the_content_length_before_a_byte_is_read(upload_routes, redis_
     client, path = upload_routes[route]
     settings.PHOTO_MAX_BYTES = 1024 * 1024
     body = CountingInput()
-    declared = settings.PHOTO_MAX_BYTES + MULTIPART_OVERHEAD
+    declared = settings.PHOTO_MAX_BYTES + 64 * 1024  # the README's room for the multipart envelope
     response = client.generic(
         "POST", path, content_type="multipart/form-data; boundary=xyz", CONTENT_LENGTH=str(declared + 1),
         **{"wsgi.input": body},
@@ -164,6 +166,23 @@ def test_413_from_the_content_length_before_a_byte_is_read(upload_routes, redis_
     response = client.generic("POST", path, padded_multipart(declared), content_type=MULTIPART_CONTENT)
     assert response.status_code in (202, 302), response.content
     assert Photo.objects.exists() or ReferencePhoto.objects.exists()
+
+
+@pytest.mark.parametrize(("route", "page"), [("api photo", False), ("page reference", True)])
+def test_a_browser_is_told_too_large_on_a_page_and_the_api_in_json(upload_routes, redis_server, settings, route, page):
+    """A form post from a browser (Accept: text/html) gets a page to go back from; the API answers JSON
+    whatever the client accepts."""
+    client, path = upload_routes[route]
+    settings.PHOTO_MAX_BYTES = 1024
+    response = client.generic(
+        "POST", path, content_type="multipart/form-data; boundary=xyz", CONTENT_LENGTH=str(10 * 1024 * 1024),
+        HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8", **{"wsgi.input": CountingInput()},
+    )  # fmt: skip
+    assert response.status_code == 413
+    if page:
+        assert response["Content-Type"].startswith("text/html") and b"<h1>Too large</h1>" in response.content
+    else:
+        assert response.json() == {"error": "The upload is larger than the limit of 1.0 KB: nothing was stored."}
 
 
 # Accepted, then failed on the photo with a readable error; the worker goes on to the next photo.
@@ -291,6 +310,15 @@ def test_clean_name(name, kept):
     assert clean_name(name) == kept
 
 
+def test_the_stored_original_is_the_upload_byte_for_byte(api, redis_server):
+    """Checking the header and hashing the file read it: what is stored still starts at its first byte."""
+    data = face_file(images.PORTRAIT).read_bytes()
+    photo = Photo.objects.get(pk=accepted(api, data))
+    with photo.image.open("rb") as stored:
+        assert stored.read() == data
+    assert photo.sha256 == hashlib.sha256(data).hexdigest()
+
+
 def test_unknown_extension_is_stored_as_img(api, redis_server):
     photo_id = accepted(api, face_file(images.PORTRAIT).read_bytes(), "photo.php")
     assert re.fullmatch(r"photos/[0-9a-f]{2}/[0-9a-f]{32}\.img", Photo.objects.get(pk=photo_id).image.name)
@@ -332,6 +360,10 @@ def test_eps_renamed_jpg_is_refused_and_never_reaches_ghostscript(api, user, run
     photo.refresh_from_db()
     assert photo.status == PhotoStatus.FAILED and photo.error.startswith("Unreadable image: not a known image format")
     assert called == []
+    # Its failed job stays a week on the Queues page, to be read and requeued or deleted.
+    queue = get_queue(UPLOADS)
+    assert queue.failed_job_registry.get_job_ids() == [photo_job_id(photo.pk)]
+    assert 7 * 24 * 3600 - 600 < queue.connection.ttl(Job.key_for(photo_job_id(photo.pk))) <= 7 * 24 * 3600
 
 
 def stored_files() -> set[str]:
