@@ -201,6 +201,13 @@ class Stored:
         return Pixels(self.image, scale=self.image.width / self.size[0], method=self.method)
 
 
+def _rewindable(source: IO[bytes] | bytes | str) -> IO[bytes] | bytes | str:
+    """A source that can be read twice (small faces take a second decode): a pipe is read into memory."""
+    if hasattr(source, "seekable") and not source.seekable():
+        return io.BytesIO(source.read())
+    return source
+
+
 def decode(source: IO[bytes] | bytes | str, draft: tuple[int, int] | None = None) -> Stored:
     """Decode the stored pixels; a JPEG at the smallest draft scale (1/2, 1/4, 1/8) still as large as draft
     (width and height of the stored pixels)."""
@@ -298,6 +305,7 @@ def detect_faces(source: IO[bytes] | bytes | str) -> Analysis:
     load_models()
     import face_recognition
 
+    source = _rewindable(source)
     stored = decode(source, (settings.FACES_DETECT_MAX_SIDE,) * 2)
     (width, height), taken_at = stored.upright_size, stored.taken_at
     image = stored.upright()

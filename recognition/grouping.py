@@ -138,7 +138,9 @@ PAIRS_BUDGET = 4_000_000  # pairs held before those nobody needs are dropped (cl
 
 def principal_axes(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The centre and the principal axes (a rotation, largest variance first) of up to 10,000 of the vectors."""
-    sample = np.asarray(vectors[:: max(1, len(vectors) // 10_000)], np.float64)
+    sample = np.asarray(vectors[:: max(1, len(vectors) // 10_000)], np.float64).reshape(-1, ENCODING_SIZE)
+    if not len(sample):  # nothing to group: any rotation will do
+        return np.zeros(ENCODING_SIZE, ENCODING_DTYPE), np.eye(ENCODING_SIZE, dtype=ENCODING_DTYPE)
     centre = sample.mean(axis=0)
     _, axes = np.linalg.eigh((sample - centre).T @ (sample - centre))
     return centre.astype(ENCODING_DTYPE), np.ascontiguousarray(axes[:, ::-1], dtype=ENCODING_DTYPE)
