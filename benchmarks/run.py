@@ -186,32 +186,26 @@ def grouping_holds(f: dict) -> bool:
     )
 
 
+def ratio_target(name: str, a: str, b: str, at_least: float) -> Target:
+    """A target on figure a / figure b, shown as "1.23 x"."""
+    return Target(name, lambda f: ratio(f, a, b) >= at_least, lambda f: f"{ratio(f, a, b):.2f} x")
+
+
 def targets(plan: Plan) -> list[Target]:
     return [
-        Target(
-            "pipeline 1 worker >= 0.9 x engine alone",
-            lambda f: ratio(f, "pipeline_photos_per_s_1w", "engine_photos_per_s") >= 0.9,
-            lambda f: f"{ratio(f, 'pipeline_photos_per_s_1w', 'engine_photos_per_s'):.2f} x",
+        ratio_target("pipeline 1 worker >= 0.9 x engine alone", "pipeline_photos_per_s_1w", "engine_photos_per_s", 0.9),
+        ratio_target(
+            "pipeline 2 workers >= 1.7 x 1 worker", "pipeline_photos_per_s_2w", "pipeline_photos_per_s_1w", 1.7
         ),
-        Target(
-            "pipeline 2 workers >= 1.7 x 1 worker",
-            lambda f: ratio(f, "pipeline_photos_per_s_2w", "pipeline_photos_per_s_1w") >= 1.7,
-            lambda f: f"{ratio(f, 'pipeline_photos_per_s_2w', 'pipeline_photos_per_s_1w'):.2f} x",
-        ),
-        Target(
+        ratio_target(
             "pipeline (2 workers) >= 0.95 x blocking server (same photos)",
-            lambda f: ratio(f, "pipeline_photos_per_s_2w", "blocking_photos_per_s") >= 0.95,
-            lambda f: f"{ratio(f, 'pipeline_photos_per_s_2w', 'blocking_photos_per_s'):.2f} x",
+            "pipeline_photos_per_s_2w",
+            "blocking_photos_per_s",
+            0.95,
         ),
-        Target(
-            "drain, 1 worker >= 0.95 x engine alone",
-            lambda f: ratio(f, "drain_photos_per_s_1w", "engine_photos_per_s") >= 0.95,
-            lambda f: f"{ratio(f, 'drain_photos_per_s_1w', 'engine_photos_per_s'):.2f} x",
-        ),
-        Target(
-            "drain, 2 workers >= 0.95 x engine in 2 processes",
-            lambda f: ratio(f, "drain_photos_per_s_2w", "engine_photos_per_s_2p") >= 0.95,
-            lambda f: f"{ratio(f, 'drain_photos_per_s_2w', 'engine_photos_per_s_2p'):.2f} x",
+        ratio_target("drain, 1 worker >= 0.95 x engine alone", "drain_photos_per_s_1w", "engine_photos_per_s", 0.95),
+        ratio_target(
+            "drain, 2 workers >= 0.95 x engine in 2 processes", "drain_photos_per_s_2w", "engine_photos_per_s_2p", 0.95
         ),
         Target(
             "CPU per photo: pipeline <= 1.05 x engine",
@@ -229,11 +223,7 @@ def targets(plan: Plan) -> list[Target]:
                 f"(1 worker: {ratio(f, 'pipeline_photos_per_s_1w', 'naive_photos_per_s'):.1f} x)"
             ),
         ),
-        Target(
-            "pipeline (2 workers) >= 2 x CLI --cpus 2",
-            lambda f: ratio(f, "pipeline_photos_per_s_2w", "cli_photos_per_s") >= 2,
-            lambda f: f"{ratio(f, 'pipeline_photos_per_s_2w', 'cli_photos_per_s'):.2f} x",
-        ),
+        ratio_target("pipeline (2 workers) >= 2 x CLI --cpus 2", "pipeline_photos_per_s_2w", "cli_photos_per_s", 2),
         Target(
             "pipeline recall >= naive recall (same photos)",
             lambda f: f["pipeline_recall_naive_subset"] >= f["naive_recall"],
