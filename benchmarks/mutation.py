@@ -146,7 +146,7 @@ def prepare(name: str, target: Target, fresh: bool, resume: bool = False) -> tup
     src, session, config = folder / "src", folder / "session.sqlite", folder / "config.toml"
     if fresh and folder.exists():
         shutil.rmtree(folder)
-    if resume and (folder / "clean.sqlite3").exists() and config.exists() and session.exists():
+    if resume and config.exists() and session.exists():
         # Without a new baseline: the files again (new tests; the module as it was, should a mutant have been
         # left in it). New tests are not in the coverage map, so a survivor meets them in its run with all.
         copy_project(src)
@@ -171,7 +171,10 @@ def prepare(name: str, target: Target, fresh: bool, resume: bool = False) -> tup
     if run.returncode != 0:
         raise SystemExit(f"{name}: the tests fail without any mutant:\n{run.stdout[-3000:]}")
     seconds = time.monotonic() - baseline
-    shutil.copy2(database, folder / "clean.sqlite3")  # the test database, migrated and empty
+    # The test database, migrated and empty; a module whose tests use no database (the engine's) has none.
+    (folder / "clean.sqlite3").unlink(missing_ok=True)
+    if database.exists():
+        shutil.copy2(database, folder / "clean.sqlite3")
     config.write_text(
         "[cosmic-ray]\n"
         f'module-path = "{target.path}"\n'
@@ -372,7 +375,8 @@ def _run_mutant(
         database = Path("var", "test.sqlite3")
         for leftover in (database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
             leftover.unlink(missing_ok=True)
-        shutil.copy2(clean, database)
+        if clean.exists():
+            shutil.copy2(clean, database)
         return mutate_and_test(mutations, command, seconds)
 
     result = run(command or everything, seconds if command else timeout)

@@ -147,7 +147,8 @@ def _lost_references(grace: int) -> list[int]:
         for reference_id in waiting:
             pipeline.hget(Job.key_for(reference_job_id(reference_id)), "status")
         statuses = pipeline.execute()
-    return [pk for pk, status in zip(waiting, statuses, strict=True) if not status or status.decode() not in LIVE]
+    answers = zip(waiting, statuses, strict=True)  # pragma: no mutate (a pipeline answers every command)
+    return [pk for pk, status in answers if not status or status.decode() not in LIVE]
 
 
 def chunks(ids: list[int], size: int = 1000) -> Iterator[list[int]]:

@@ -212,8 +212,8 @@ USER_QUOTA_BYTES = env_int("USER_QUOTA_BYTES", 0)
 # Past this many jobs waiting on the uploads queue, new photos wait in the database instead.
 QUEUE_MAX_DEPTH = env_int("QUEUE_MAX_DEPTH", 10_000)
 # Fair share: photos one user may have queued or processing at once (at least one per running worker);
-# their next ones wait their turn in the database, so one user's backlog costs the others little.
-FAIR_SHARE_JOBS = env_int("FAIR_SHARE_JOBS", 4)
+# their next ones wait their turn in the database, so one user's backlog costs the others little. At least 1.
+FAIR_SHARE_JOBS = max(1, env_int("FAIR_SHARE_JOBS", 4))
 
 # Face engine, chosen by measurement (README): 1200 px with upsampling 1 keeps every face of
 # 150-900 px in a 4032x3024 photo at 2.2 photos/s; 1024 px lost one.

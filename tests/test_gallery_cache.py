@@ -229,6 +229,21 @@ def test_the_least_recently_used_gallery_goes_first(settings, django_user_model)
 
 
 @pytest.mark.django_db
+def test_galleries_that_fill_the_cache_exactly_stay_in_it(settings, django_user_model):
+    a, b = (django_user_model.objects.create_user(name).pk for name in "ab")
+    for owner in (a, b):
+        make_reference(Person.objects.create(owner_id=owner, name="X"), owner)
+    settings.GALLERY_CACHE_MB = 2 * REFERENCE_BYTES / 2**20  # room for exactly two
+    Gallery.for_owner(a)
+    Gallery.for_owner(b)
+    assert a in GALLERIES and b in GALLERIES
+    GALLERIES.clear()
+    settings.GALLERY_CACHE_MB = REFERENCE_BYTES / 2**20  # one gallery as large as the whole cache
+    Gallery.for_owner(a)
+    assert a in GALLERIES
+
+
+@pytest.mark.django_db
 def test_a_gallery_larger_than_the_cache_is_loaded_each_time(settings, user, person, django_assert_num_queries):
     settings.GALLERY_CACHE_MB = 0
     Gallery.for_owner(user.pk)
