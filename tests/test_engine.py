@@ -462,3 +462,18 @@ def test_a_box_scaled_back_stays_inside_the_image():
 def test_a_one_pixel_image_is_readable():
     """The smallest image there is: Pillow itself refuses a header with no rows or columns."""
     assert engine.check_header(png_of(np.zeros((1, 1, 3), dtype=np.uint8))) == (1, 1)
+
+
+def test_an_image_without_an_orientation_tag_is_taken_as_stored():
+    pixels = np.full((20, 40, 3), 255, dtype=np.uint8)
+    pixels[:10, :20] = 0  # only the top left quarter is dark
+    image = np.asarray(engine.open_image(png_of(pixels))[0])
+    assert image[5, 5].max() < 50 and image[5, 35].min() > 200 and image[15, 5].min() > 200
+
+
+def test_a_note_only_when_faces_were_left_unencoded():
+    face = engine.DetectedFace(engine.Box(top=0, right=10, bottom=10, left=0), np.zeros(128, dtype=np.float32))
+    assert engine.Analysis(width=10, height=10, faces=[face], found=1).note == ""
+    assert engine.Analysis(width=10, height=10, faces=[face], found=2).note == (
+        "2 faces found: only the largest 1 were encoded and matched."
+    )
