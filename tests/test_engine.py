@@ -2,6 +2,9 @@
 
 import contextlib
 import io
+import os
+import struct
+import threading
 from collections.abc import Callable
 
 import hypothesis
@@ -306,11 +309,15 @@ def test_past_the_face_cap_the_largest_faces_are_encoded(settings):
     assert analysis.note == "5 faces found: only the largest 2 were encoded and matched."
 
 
+# The EXIF standard's numbers, not the engine's constants: a wrong constant there must fail these tests.
+EXIF_TAGS = {"DATETIME_ORIGINAL": 0x9003, "DATETIME_DIGITIZED": 0x9004, "OFFSET_TIME_ORIGINAL": 0x9011}
+
+
 def exif_jpeg(**tags) -> bytes:
     exif = Image.Exif()
-    details = exif.get_ifd(engine.EXIF_IFD)
+    details = exif.get_ifd(0x8769)  # the Exif IFD
     for tag, value in tags.items():
-        details[getattr(engine, tag)] = value
+        details[EXIF_TAGS[tag]] = value
     out = io.BytesIO()
     Image.new("RGB", (8, 8)).save(out, format="JPEG", exif=exif)
     return out.getvalue()
@@ -324,6 +331,13 @@ def exif_jpeg(**tags) -> bytes:
         ({"DATETIME_DIGITIZED": "2020:01:02 03:04:05"}, "2020-01-02T03:04:05"),
         ({"DATETIME_ORIGINAL": "0000:00:00 00:00:00"}, None),  # a camera with no clock set
         ({}, None),
+        # Only "+HH:MM" and "-HH:MM" are offsets (seconds after them are dropped); anything else is ignored.
+        ({"DATETIME_ORIGINAL": "2021:07:04 18:30:05", "OFFSET_TIME_ORIGINAL": "+0530"}, "2021-07-04T18:30:05"),
+        ({"DATETIME_ORIGINAL": "2021:07:04 18:30:05", "OFFSET_TIME_ORIGINAL": "+1a:00"}, "2021-07-04T18:30:05"),
+        (
+            {"DATETIME_ORIGINAL": "2021:07:04 18:30:05", "OFFSET_TIME_ORIGINAL": "-04:00:00"},
+            "2021-07-04T18:30:05-04:00",
+        ),
     ],
 )
 def test_capture_time_from_exif(tags, expected):
@@ -477,3 +491,25 @@ def test_a_note_only_when_faces_were_left_unencoded():
     assert engine.Analysis(width=10, height=10, faces=[face], found=2).note == (
         "2 faces found: only the largest 1 were encoded and matched."
     )
+
+
+def test_a_damaged_exif_block_gives_no_capture_time_and_no_error():
+    class Damaged:
+        def get_ifd(self, tag):
+            raise struct.error("unpack requires a buffer of 12 bytes")
+
+    assert engine.capture_time(Damaged()) is None
+
+
+def test_a_photo_from_a_pipe_is_read_once_and_decoded_twice(portrait):
+    """A source that cannot seek (the fault tests' held files are pipes) still gets the second decode a small
+    face needs."""
+    data, where = pasted(portrait, 110, PHONE)
+    read, write = os.pipe()
+    writer = threading.Thread(target=lambda: os.fdopen(write, "wb").write(data) and None)
+    writer.start()
+    with os.fdopen(read, "rb") as source:
+        assert not source.seekable()
+        face = the_face(engine.detect_faces(source), where)
+    writer.join()
+    assert distance(face, portrait) < 0.12
