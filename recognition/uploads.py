@@ -121,6 +121,6 @@ def clean_name(name: str | None) -> str:
 
     A long name keeps its end, where the extension is.
     """
-    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]  # pragma: no mutate (any count: the same last part)
     name = "".join(ch for ch in name if ch.isprintable()).strip()
     return name[-255:]
