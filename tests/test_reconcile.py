@@ -124,6 +124,22 @@ def test_a_run_that_does_something_says_so_in_the_log_and_an_idle_run_says_nothi
         assert reconcile_log(caplog) == []
 
 
+@pytest.mark.parametrize(("grace", "recent"), [(0, 0), (1, 1)])
+def test_only_a_grace_period_counts_photos_as_recently_queued(user, redis_server, now, grace, recent):
+    """A grace of a second counts a photo queued this instant as left alone for being recent; with `--grace 0`
+    the run says nothing of recent photos."""
+    stored_photo(user, status=PhotoStatus.QUEUED, queued_at=now)
+    outcome = reconcile(grace=grace)
+    assert (outcome.queued, outcome.recent) == ([], recent)
+
+
+def test_the_scheduled_run_leaves_no_result_and_a_failure_stays_a_day(redis_server):
+    """Staff see a failed reconcile run in the admin's failed jobs for a day; a finished one leaves nothing."""
+    ensure_scheduled(redis_server.client())
+    job = Job.fetch(SCHEDULED_JOB_ID, connection=redis_server.client())
+    assert (job.result_ttl, job.failure_ttl) == (0, 24 * 3600)
+
+
 def test_recently_queued_photos_get_a_grace_period(user, redis_server):
     photo = stored_photo(user, status=PhotoStatus.QUEUED, queued_at=timezone.now())
     assert reconcile().queued == []
@@ -237,7 +253,7 @@ def test_a_retrying_photo_is_not_reconciled(user, redis_server, job_status):
     assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.PROCESSING
 
 
-@pytest.mark.parametrize(("seconds_ago", "lost"), [(300 + 60 - 0.5, False), (300 + 60 + 0.5, True)])
+@pytest.mark.parametrize(("seconds_ago", "lost"), [(300 + 60 - 0.5, False), (300 + 60, False), (300 + 60 + 0.5, True)])
 def test_a_started_job_is_lost_only_past_the_job_timeout_and_a_minute(
     user, redis_server, settings, now, seconds_ago, lost
 ):
