@@ -180,11 +180,18 @@ def test_waiting_photos_take_only_the_room_left_in_their_owners_share(
     Reconcile asks the same (waiting_within_share) as a job's end (admit_waiting)."""
     settings.FAIR_SHARE_JOBS = 4
     sum(enqueue_photos([stored_photo(user).pk for _ in range(in_flight)], queue=UPLOADS))
-    waiting = [stored_photo(user, status=PhotoStatus.WAITING).pk for _ in range(3)]
+    # Held after a transient failure, say: queued again, a photo starts its tries afresh.
+    waiting = [stored_photo(user, status=PhotoStatus.WAITING, attempts=1).pk for _ in range(3)]
     assert waiting_within_share(waiting) == set(waiting[:admitted])
     assert admit_waiting(user.pk) == admitted
     queued = Photo.objects.filter(pk__in=waiting, status=PhotoStatus.QUEUED).order_by("pk")
     assert list(queued.values_list("pk", flat=True)) == waiting[:admitted]
+    assert set(queued.values_list("attempts", flat=True)) <= {0}
+
+
+def test_nothing_waiting_admits_nothing(user, redis_server):
+    stored_photo(user, status=PhotoStatus.DONE)
+    assert admit_waiting(user.pk) == 0
 
 
 def test_another_users_upload_is_done_after_a_few_photos_not_after_the_backlog(
