@@ -8,6 +8,7 @@ import socket
 import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import Count
+from rq.job import Job, JobStatus
 
 from jobs.enqueue import (
     BULK,
@@ -18,12 +19,15 @@ from jobs.enqueue import (
     REFERENCE_WAITING,
     UPLOADS,
     admit_waiting,
+    enqueue_grouping,
     enqueue_photo,
     enqueue_photos,
     enqueue_reference,
+    enqueue_rematch,
     enqueue_renditions,
     fair_share,
     get_queue,
+    grouping_job_ids,
     pause_queue,
     paused_queues,
     photo_job_id,
@@ -215,3 +219,50 @@ def test_another_users_upload_is_done_after_a_few_photos_not_after_the_backlog(
     assert backlog_left > 100, "done long before the backlog"
     counts = dict(Photo.objects.filter(pk__in=bulk).values_list("status").annotate(n=Count("pk")))
     assert counts == {PhotoStatus.QUEUED: 10}, "no bulk job ran while uploads were queued"
+
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"
+
+
+def test_a_second_click_keeps_the_photos_place_in_the_queue(user, redis_server):
+    first, second = stored_photo(user), stored_photo(user)
+    for photo in (first, second, first):
+        enqueue_photo(photo, UPLOADS)
+    assert get_queue(UPLOADS).get_job_ids() == [photo_job_id(first.pk), photo_job_id(second.pk)]
+
+
+def test_a_rematch_marks_the_photos_pending_until_it_runs(user, redis_server, django_capture_on_commit_callbacks):
+    photo = stored_photo(user, status=PhotoStatus.DONE)
+    with django_capture_on_commit_callbacks(execute=True):
+        enqueue_rematch(user.pk)
+    assert Photo.objects.get(pk=photo.pk).rematch_pending
+    assert get_queue(GALLERY).count == 1
+
+
+def test_with_redis_down_a_rematch_leaves_nothing_pending(user, settings, django_capture_on_commit_callbacks):
+    """The gallery would say "matching..." for ever: the re-match waits for the next change instead."""
+    settings.RQ_QUEUES = {name: {"URL": DEAD_REDIS, "DEFAULT_TIMEOUT": 5} for name in settings.RQ_QUEUES}
+    photo = stored_photo(user, status=PhotoStatus.DONE)
+    with django_capture_on_commit_callbacks(execute=True):
+        enqueue_rematch(user.pk)
+    assert not Photo.objects.get(pk=photo.pk).rematch_pending
+
+
+def test_a_grouping_run_after_one_that_fails_still_runs(user, redis_server, django_capture_on_commit_callbacks):
+    """The next run waits for the running one (an RQ dependency) but not for its success."""
+    running_id, next_id = grouping_job_ids(user.pk)
+    queue = get_queue(GALLERY)
+    running = Job.create("jobs.group_faces.group_faces", args=(user.pk,), id=running_id, connection=queue.connection)
+    running.save()
+    running.set_status(JobStatus.STARTED)
+    with django_capture_on_commit_callbacks(execute=True):
+        enqueue_grouping(user.pk)
+    waiting = Job.fetch(next_id, connection=queue.connection)
+    assert waiting.get_status() == JobStatus.DEFERRED and waiting.allow_dependency_failures
+
+
+def test_with_redis_down_new_faces_wait_for_the_next_grouping_run(user, settings, django_capture_on_commit_callbacks):
+    """The photo job that found them still ends done: grouping's push never fails the commit."""
+    settings.RQ_QUEUES = {name: {"URL": DEAD_REDIS, "DEFAULT_TIMEOUT": 5} for name in settings.RQ_QUEUES}
+    with django_capture_on_commit_callbacks(execute=True):
+        enqueue_grouping(user.pk)  # no error
