@@ -23,6 +23,7 @@ from jobs.enqueue import (
     enqueue_photo,
     enqueue_photos,
     enqueue_reference,
+    enqueue_regrouping,
     enqueue_rematch,
     enqueue_renditions,
     fair_share,
@@ -266,3 +267,9 @@ def test_with_redis_down_new_faces_wait_for_the_next_grouping_run(user, settings
     settings.RQ_QUEUES = {name: {"URL": DEAD_REDIS, "DEFAULT_TIMEOUT": 5} for name in settings.RQ_QUEUES}
     with django_capture_on_commit_callbacks(execute=True):
         enqueue_grouping(user.pk)  # no error
+
+
+def test_a_queued_regrouping_shows_no_progress_yet(user, redis_server):
+    """The groups page draws its progress bar from the job: queued, it is empty."""
+    job = enqueue_regrouping(user.pk)
+    assert Job.fetch(job.id, connection=redis_server.client()).meta == {"owner_id": user.pk, "progress": 0.0}
