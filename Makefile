@@ -8,7 +8,7 @@ PORT ?= 8000
 QUICK ?=
 MODULES ?=
 # make test runs the suite in this many processes (pytest-xdist), a test file each: most tests wait on
-# workers, servers and browsers, so 2 on 2 cores takes 8.6 min where 1 took 19.6.
+# workers, servers and browsers, so 2 on 2 cores takes about 10 min where 1 took 19.6.
 TEST_PROCESSES ?= 2
 comma := ,
 export HOST PORT
