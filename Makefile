@@ -78,7 +78,8 @@ bench: install-dev
 
 # Mutation testing of the core (cosmic-ray), module by module with the tests that cover it; MODULES=matching,engine
 # for some, MUTATION_ARGS="--jobs 2" for two mutants at a time (--again, --resume, --fresh: see README).
-# Writes benchmarks/results/mutation.json and prints the survivors. Not part of CI: about two hours on 2 cores (engine and enqueue 45 min each).
+# Writes benchmarks/results/mutation.json and prints the survivors. Not part of CI: about two hours on 2 cores
+# (engine and enqueue 45 min each).
 mutation: install-dev
 	$(BIN)/python -m benchmarks.mutation $(foreach m,$(subst $(comma), ,$(MODULES)),--module $(m)) $(MUTATION_ARGS)
 

@@ -107,8 +107,13 @@ def test_a_photo_queued_in_bulk_moves_to_the_uploads_queue_once(user, redis_serv
     assert get_queue(BULK).get_job_ids() == [] and get_queue(UPLOADS).get_job_ids() == [photo_job_id(photo.pk)]
 
 
-def test_with_redis_down_photos_and_references_wait_in_the_database(user, redis_server, settings):
+def take_redis_down(settings) -> None:
+    """Point every queue at a port where nothing listens: each Redis call fails at once."""
     settings.RQ_QUEUES = {name: {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 5} for name in settings.RQ_QUEUES}
+
+
+def test_with_redis_down_photos_and_references_wait_in_the_database(user, redis_server, settings):
+    take_redis_down(settings)
     photo = stored_photo(user, status=PhotoStatus.FAILED)
     enqueue_photo(photo)
     photo.refresh_from_db()
@@ -159,7 +164,7 @@ def test_the_pictures_of_a_photo_are_asked_for_once_per_ten_minutes(redis_server
         ("jobs.make_renditions.make_photo_renditions", (7,)),
         ("jobs.make_renditions.make_reference_renditions", (7,)),
     ]
-    settings.RQ_QUEUES = {name: {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 5} for name in settings.RQ_QUEUES}
+    take_redis_down(settings)
     assert enqueue_renditions("photo", 8) is False
 
 
@@ -222,9 +227,6 @@ def test_another_users_upload_is_done_after_a_few_photos_not_after_the_backlog(
     assert counts == {PhotoStatus.QUEUED: 10}, "no bulk job ran while uploads were queued"
 
 
-DEAD_REDIS = "redis://127.0.0.1:1/0"
-
-
 def test_a_second_click_keeps_the_photos_place_in_the_queue(user, redis_server):
     first, second = stored_photo(user), stored_photo(user)
     for photo in (first, second, first):
@@ -242,7 +244,7 @@ def test_a_rematch_marks_the_photos_pending_until_it_runs(user, redis_server, dj
 
 def test_with_redis_down_a_rematch_leaves_nothing_pending(user, settings, django_capture_on_commit_callbacks):
     """The gallery would say "matching..." for ever: the re-match waits for the next change instead."""
-    settings.RQ_QUEUES = {name: {"URL": DEAD_REDIS, "DEFAULT_TIMEOUT": 5} for name in settings.RQ_QUEUES}
+    take_redis_down(settings)
     photo = stored_photo(user, status=PhotoStatus.DONE)
     with django_capture_on_commit_callbacks(execute=True):
         enqueue_rematch(user.pk)
@@ -264,7 +266,7 @@ def test_a_grouping_run_after_one_that_fails_still_runs(user, redis_server, djan
 
 def test_with_redis_down_new_faces_wait_for_the_next_grouping_run(user, settings, django_capture_on_commit_callbacks):
     """The photo job that found them still ends done: grouping's push never fails the commit."""
-    settings.RQ_QUEUES = {name: {"URL": DEAD_REDIS, "DEFAULT_TIMEOUT": 5} for name in settings.RQ_QUEUES}
+    take_redis_down(settings)
     with django_capture_on_commit_callbacks(execute=True):
         enqueue_grouping(user.pk)  # no error
 
