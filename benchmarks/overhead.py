@@ -1,5 +1,5 @@
 """Where one photo job's CPU time goes outside the engine: the worker parent's around each job, and a
-pyinstrument profile (of CPU time) of each work horse, split into the parts the queue adds.
+pyinstrument profile (of CPU time) of each job in the work horse, split into the parts the queue adds.
 
     rqworker ... --worker-class benchmarks.overhead.ProfiledWorker     (BENCH_PROFILE_DIR=folder)
 
@@ -49,9 +49,9 @@ class ProfiledWorker(FaceWorker):
     """FaceWorker noting each job's CPU time in the parent and in the horse, and profiling the horse."""
 
     def execute_job(self, job, queue) -> None:
-        began, horses = time.process_time(), _children_cpu()
+        began, reaped = time.process_time(), _children_cpu()
         super().execute_job(job, queue)
-        line = {"job": job.id, "parent": time.process_time() - began, "horse": _children_cpu() - horses,
+        line = {"job": job.id, "parent": time.process_time() - began, "reaped": _children_cpu() - reaped,
                 "at": time.process_time()}  # fmt: skip
         with (folder() / "parent.jsonl").open("a") as out:
             out.write(json.dumps(line) + "\n")
@@ -59,7 +59,7 @@ class ProfiledWorker(FaceWorker):
     def perform_job(self, job, queue, execution) -> bool:
         get_stack_sampler().timer_func = time.process_time  # the horse's CPU time, not the wall clock's
         profiler = Profiler(interval=0.0005)
-        started = time.process_time()  # what the horse spent since the fork, before its job
+        started = time.process_time()  # the horse's CPU time since its fork (a child's starts at 0)
         profiler.start()
         try:
             return super().perform_job(job, queue, execution)
@@ -67,11 +67,19 @@ class ProfiledWorker(FaceWorker):
             profiler.stop()
             ended = time.process_time()
             profiler.last_session.save(str(folder() / f"{job.id}.pyisession"))
-            times = {"started": started, "ended": ended, "saved": time.process_time()}  # saving is no part of it
+            global _saved
+            # What the horse spent since its last job (or its fork) before this one: the order, the job's fetch.
+            times = {"pid": os.getpid(), "before": started - _saved, "started": started, "ended": ended,
+                     "saved": time.process_time()}  # fmt: skip
+            _saved = times["saved"]  # saving is no part of any job
             (folder() / f"{job.id}.horse.json").write_text(json.dumps(times))
 
 
+_saved = 0.0  # in a horse: its CPU time when it last finished saving a job's profile
+
+
 def _children_cpu() -> float:
+    """CPU time of the horses this process has reaped (a kept horse counts only once it has exited)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -112,6 +120,7 @@ def breakdown(directory: Path, redis_ms: float) -> dict:
         "worker: between jobs (dequeue, housekeeping)": sum(gaps) / max(1, len(gaps)),
         "Redis (the jobs' commands)": redis_ms / 1000,
     }
+    parts["horse: exit (freeing its memory)"] = _exits(directory, order) / max(1, len(photo_jobs))
     for line in photo_jobs:
         horse = json.loads((directory / f"{line['job']}.horse.json").read_text())
         profiled = split(Session.load(str(directory / f"{line['job']}.pyisession")))
@@ -120,9 +129,8 @@ def breakdown(directory: Path, redis_ms: float) -> dict:
             profiled.get(HORSE_REST, 0.0) + horse["ended"] - horse["started"] - sum(profiled.values())
         )
         timeline = {
-            "worker: prepare, fork, wait, RQ's end of job": line["parent"],
-            "horse: fork until the job starts (page faults)": horse["started"],
-            "horse: exit (freeing its memory)": line["horse"] - horse["saved"],
+            "worker: prepare, fork or hand over, wait, RQ's end of job": line["parent"],
+            "horse: before the job (order, fetch; page faults after a fork)": horse["before"],
         }
         for name, value in {**timeline, **profiled}.items():
             parts[name] = parts.get(name, 0.0) + value / len(photo_jobs)
@@ -135,6 +143,18 @@ def breakdown(directory: Path, redis_ms: float) -> dict:
         "job_overhead_other_jobs": len(lines) - len(photo_jobs),
         "job_overhead_parts": dict(sorted(ms.items(), key=lambda item: -item[1])),
     }
+
+
+def _exits(directory: Path, order: list[dict]) -> float:
+    """CPU seconds horses spent exiting: what the parent reaped beyond what the horse had spent on its jobs.
+    A horse is replaced at the end of its last job, so the job whose line reaped it is (almost always) its own."""
+    total, horse = 0.0, None
+    for line in order:
+        path = directory / f"{line['job']}.horse.json"
+        horse = json.loads(path.read_text()) if path.exists() else horse
+        if line["reaped"] > 0 and horse is not None:
+            total += max(0.0, line["reaped"] - horse["saved"])
+    return total
 
 
 def table(figures: dict) -> str:

@@ -1,8 +1,9 @@
-"""The worker parent loads the gallery a job will match against before it forks the job's work horse.
+"""The worker parent loads the gallery a job will match against before it forks a work horse.
 
 The horse inherits the parent's recognition.matching.GALLERIES (copy-on-write pages it only reads), so
-its Gallery.for_owner costs one query for the version instead of reading every reference; and the parent
-keeps the gallery from one job to the next. A horse that finds a newer version loads that itself.
+its first Gallery.for_owner costs one query for the version instead of reading every reference. The horse
+then keeps its galleries from one job to the next (jobs/horse.py); one that finds a newer version, or
+another owner's gallery, loads that itself.
 """
 
 from __future__ import annotations

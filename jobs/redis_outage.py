@@ -8,9 +8,7 @@ database, and `reconcile` queues again whatever was left unfinished. So the work
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import time
 
 from redis.exceptions import ConnectionError, TimeoutError
@@ -23,7 +21,7 @@ OUTAGE = (ConnectionError, TimeoutError)
 
 
 class RidesOutRedisOutages:
-    """A mixin for rq.Worker subclasses (put it first in the bases)."""
+    """A mixin for rq.Worker subclasses (put it first in the bases, before jobs.horse.KeepsItsHorse)."""
 
     # Longest pause between two attempts to reach Redis again (seconds).
     redis_retry_max_wait = 30
@@ -87,8 +85,4 @@ class RidesOutRedisOutages:
 
     def _wait_for_work_horse(self) -> None:
         """If the horse still runs (the outage hit while RQ was watching it), let it finish its job."""
-        pid = getattr(self, "_horse_pid", 0)
-        if pid:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-            self._horse_pid = 0
+        self.let_horse_finish()  # jobs.horse.KeepsItsHorse, the other half of the worker class

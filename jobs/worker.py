@@ -25,6 +25,7 @@ from rq.worker import WorkerStatus
 
 from jobs import galleries, recovery, stats
 from jobs.enqueue import paused_queues
+from jobs.horse import KeepsItsHorse
 from jobs.redis_outage import RidesOutRedisOutages
 from jobs.supervisor import die_with_parent
 from recognition import engine
@@ -32,8 +33,8 @@ from recognition import engine
 log = logging.getLogger(__name__)
 
 
-class FaceWorker(RidesOutRedisOutages, Worker):
-    """Forks a work horse per job as RQ does; each horse shares the parent's loaded dlib models."""
+class FaceWorker(RidesOutRedisOutages, KeepsItsHorse, Worker):
+    """Forks a work horse that runs many jobs (jobs/horse.py); each horse shares the parent's loaded models."""
 
     # An idle worker looks at the paused queues this often (seconds); a blocking pop never waits longer.
     pause_check_interval = 5
@@ -109,7 +110,7 @@ class FaceWorker(RidesOutRedisOutages, Worker):
         recovery.mark_host(self)  # so that a worker of this machine can tell, after a crash, that it is dead
 
     def fork_work_horse(self, job, queue) -> None:
-        galleries.preload(job)  # the horse inherits the job's gallery instead of reading it
+        galleries.preload(job)  # the horse inherits the first job's gallery instead of reading it
         # A forked child must not share the parent's database socket.
         connections.close_all()
         # The parent's objects (Django, numpy, the models' wrappers: about a million) are frozen for the fork, so

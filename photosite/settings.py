@@ -255,6 +255,10 @@ REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 30)
 JOB_TIMEOUT = env_int("JOB_TIMEOUT", 300)
 # Workers run at this niceness, so that the web server keeps answering while they are saturated.
 WORKER_NICENESS = env_int("WORKER_NICENESS", 10)
+# A work horse runs this many jobs before a fresh one is forked (1: a horse per job, as RQ does), and is
+# replaced sooner once its resident memory passes WORKER_HORSE_MAX_MB, or after a job that failed.
+WORKER_HORSE_JOBS = max(1, env_int("WORKER_HORSE_JOBS", 100))
+WORKER_HORSE_MAX_MB = env_int("WORKER_HORSE_MAX_MB", 1024)
 JOB_RETRY_INTERVALS = [int(s) for s in env_list("JOB_RETRY_INTERVALS", "10,60,300")]
 RQ_QUEUES = {
     name: {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT} for name in ("high", "default", "alerts", "low")

@@ -196,13 +196,14 @@ class JobsFailed(AssertionError):
 
 @pytest.fixture
 def run_jobs(redis_server, tmp_path) -> Callable[..., int]:
-    """Run every queued job to the end with the site's FaceWorker, burst mode: each job in a forked work horse.
+    """Run every queued job to the end with the site's FaceWorker, burst mode: the jobs in a forked work horse.
 
-    The worker is the one `manage.py rqworker` runs, in this process: models loaded here, a horse forked per
-    job (so tests need `django_db(transaction=True)`: a horse cannot see an uncommitted transaction). Paused
-    queues are honoured. Mail the horses send lands in `mail.outbox` as usual. A job that ends failed, or
-    scheduled for a retry, fails the test with its traceback unless `expect_failures=True`; so does a worker
-    that stopped with jobs left. Returns the number of jobs run (a retried job counts each run).
+    The worker is the one `manage.py rqworker` runs, in this process: models loaded here, a work horse forked
+    that runs the jobs and exits with the run (so tests need `django_db(transaction=True)`: a horse cannot see
+    an uncommitted transaction). Paused queues are honoured. Mail the horses send lands in `mail.outbox` as
+    usual. A job that ends failed, or scheduled for a retry, fails the test with its traceback unless
+    `expect_failures=True`; so does a worker that stopped with jobs left. Returns the number of jobs run (a
+    retried job counts each run).
     """
     spool = tmp_path / "mail-spool"
     spool.mkdir()

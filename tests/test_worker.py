@@ -21,7 +21,7 @@ def test_models_are_loaded_in_the_parent_not_per_job(start_worker):
     assert worker.wait(timeout=120) == 0
     results = [job.latest_result().return_value for job in jobs]
     horse_pids = {result["pid"] for result in results}
-    assert len(horse_pids) == 3, "each job runs in its own forked work horse"
+    assert len(horse_pids) == 1, "one forked work horse runs job after job (tests/test_horse.py)"
     loaded_by = {result["models_loaded_by"] for result in results}
     assert loaded_by == {worker.pid}, "every horse inherited the models the parent loaded"
     assert worker.pid not in horse_pids
