@@ -15,7 +15,7 @@ from alerts import dispatch
 from jobs import stats
 from jobs.enqueue import BULK, admit_waiting, enqueue_grouping
 from recognition import engine, storage
-from recognition.matching import Gallery
+from recognition.matching import GALLERIES
 from recognition.models import Photo, PhotoStatus, TakenAtSource
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,12 @@ def store_results(photo: Photo, analysis: engine.Analysis, news: bool = True) ->
     # The images pages show, made here from the decoded preview: a request never decodes an original.
     photo.store_renditions(analysis.preview)
     crops = photo.store_face_crops(analysis.preview, [face.box for face in analysis.faces], analysis.width)
+    # The gallery is read (when not cached) before the transaction, which takes SQLite's write lock at once:
+    # uploads do not wait while 100,000 references load. Inside, one query checks it is still current.
+    loaded = GALLERIES.versioned(photo.owner_id)
     with transaction.atomic():
         photo.replace_faces(analysis, crops)
-        alerts = photo.apply_matches(Gallery.for_owner(photo.owner_id), earlier=not news)
+        alerts = photo.apply_matches(GALLERIES.recheck(photo.owner_id, loaded), earlier=not news)
         when = capture_date(photo, analysis)
         photo.mark(PhotoStatus.DONE, analysis.note, processed_at=timezone.now(), rematch_pending=False, **when)
         if news:

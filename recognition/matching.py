@@ -116,6 +116,10 @@ class GalleryCache:
         self._lock = threading.Lock()  # web processes have threads
 
     def get(self, owner_id: int) -> Gallery:
+        return self.versioned(owner_id)[1]
+
+    def versioned(self, owner_id: int) -> tuple[int, Gallery]:
+        """The owner's current gallery and the version it was loaded at."""
         from recognition.models import GalleryVersion
 
         # The version before the rows: a change committed in between files a newer gallery under an
@@ -125,10 +129,17 @@ class GalleryCache:
             entry = self._entries.get(owner_id)
             if entry is not None and entry[0] == version:
                 self._entries.move_to_end(owner_id)
-                return entry[1]
+                return entry
         gallery = Gallery.load(owner_id)
         self._keep(owner_id, version, gallery)
-        return gallery
+        return version, gallery
+
+    def recheck(self, owner_id: int, loaded: tuple[int, Gallery]) -> Gallery:
+        """A gallery got from versioned() earlier, if still current (one query), else the current one."""
+        from recognition.models import GalleryVersion
+
+        version, gallery = loaded
+        return gallery if GalleryVersion.current(owner_id) == version else self.get(owner_id)
 
     def _keep(self, owner_id: int, version: int, gallery: Gallery) -> None:
         limit = settings.GALLERY_CACHE_MB * 2**20

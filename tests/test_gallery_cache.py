@@ -7,14 +7,17 @@ from functools import partial
 
 import numpy as np
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from rq.job import Job
 
 from jobs import galleries
 from jobs.enqueue import enqueue_photo, redis_connection
+from jobs.process_photo import process_photo
 from recognition import curation, engine
 from recognition.matching import GALLERIES, Gallery
 from recognition.models import Face, GalleryVersion, Person, Photo, PhotoStatus, ReferencePhoto, ReferenceStatus
+from tests.conftest import stored_photo
 from tests.test_process_photo import upload
 
 REFERENCE_BYTES = 512 + 4 + 8 + 8  # one encoding, its squared norm, one person and where they start
@@ -50,6 +53,28 @@ def test_a_current_gallery_costs_one_query(user, person, django_assert_num_queri
     with django_assert_num_queries(1):
         again = Gallery.for_owner(user.pk)
     assert again is first and len(again) == 1
+
+
+@pytest.mark.django_db
+def test_a_gallery_got_earlier_is_rechecked_with_one_query(user, person, django_assert_num_queries):
+    loaded = GALLERIES.versioned(user.pk)
+    with django_assert_num_queries(1):
+        assert GALLERIES.recheck(user.pk, loaded) is loaded[1]
+    make_reference(person, 2)  # a change between the two: the recheck gives the gallery as it is now
+    assert len(GALLERIES.recheck(user.pk, loaded)) == 2
+
+
+@pytest.mark.django_db
+def test_a_photo_job_reads_the_gallery_before_its_write_transaction(user, person, redis_server):
+    """SQLite's write lock is taken when the job's transaction begins: uploads must not wait on a gallery load."""
+    photo = stored_photo(user, "people/obama/senate.jpg")
+    with CaptureQueriesContext(connection) as queries:
+        process_photo(photo.pk)
+    sql = [query["sql"] for query in queries.captured_queries]
+    gallery_read = next(i for i, q in enumerate(sql) if q.startswith("SELECT") and "referencephoto" in q)
+    transaction_begins = next(i for i, q in enumerate(sql) if q.startswith(("BEGIN", "SAVEPOINT")))
+    assert gallery_read < transaction_begins
+    assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.DONE
 
 
 @pytest.mark.django_db
