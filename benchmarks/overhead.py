@@ -31,7 +31,8 @@ PARTS = [
     ("renditions", "store_renditions", "recognition/models.py"),
     ("face crops", "store_face_crops", "recognition/models.py"),
     ("faces to the database", "replace_faces", "recognition/models.py"),
-    ("gallery load", "for_owner", "recognition/matching.py"),
+    ("gallery load", "versioned", "recognition/matching.py"),
+    ("gallery load", "recheck", "recognition/matching.py"),
     ("matching", "apply_matches", "recognition/models.py"),
     ("alerts", "announce_news", "alerts/dispatch.py"),
     ("alerts", "announce_someone_new", "alerts/dispatch.py"),
@@ -76,6 +77,10 @@ class ProfiledWorker(FaceWorker):
 
 
 _saved = 0.0  # in a horse: its CPU time when it last finished saving a job's profile
+
+
+def empty_job() -> None:
+    """A job that does nothing: all its CPU time is the queue's (servers.queue_cost)."""
 
 
 def _children_cpu() -> float:

@@ -216,6 +216,16 @@ def targets(plan: Plan) -> list[Target]:
             ),
         ),
         Target(
+            "the queue's own CPU per job (empty jobs) < 5% of the engine's per photo",
+            lambda f: ratio(f, "queue_cpu_ms_per_job", "cpu_ms_per_photo_engine") < 0.05,
+            lambda f: (
+                f"{f['queue_cpu_ms_per_job']:.1f} ms = "
+                f"{100 * ratio(f, 'queue_cpu_ms_per_job', 'cpu_ms_per_photo_engine'):.1f}% "
+                f"(enqueue {f['queue_cpu_ms_per_job_enqueue']:.1f}, Redis {f['queue_cpu_ms_per_job_redis']:.1f}, "
+                f"worker and horse {f['queue_cpu_ms_per_job_workers']:.1f})"
+            ),
+        ),
+        Target(
             "pipeline (2 workers) >= 5 x naive loop",
             lambda f: ratio(f, "pipeline_photos_per_s_2w", "naive_photos_per_s") >= 5,
             lambda f: (
@@ -322,6 +332,7 @@ ROWS = [
     ("cpu_ms_per_photo_drain_1w", "CPU per photo, drain 1 worker (workers, horses, Redis)", "{:.0f} ms"),
     ("cpu_ms_per_photo_drain_2w", "CPU per photo, drain 2 workers", "{:.0f} ms"),
     ("job_overhead_ms", "One job's time outside the engine (profiled, table below)", "{:.0f} ms"),
+    ("queue_cpu_ms_per_job", "The queue's own CPU per job (empty jobs: enqueue, Redis, worker, horse)", "{:.1f} ms"),
     ("upload_p50_ms", "Upload p50, 4 clients, workers saturated", "{:.0f} ms"),
     ("upload_p95_ms", "Upload p95", "{:.0f} ms"),
     ("upload_p99_ms", "Upload p99", "{:.0f} ms"),

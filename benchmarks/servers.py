@@ -14,14 +14,15 @@ from pathlib import Path
 
 import psutil
 import redis
-from rq import Worker
+from rq import Queue, Worker
+from rq.registry import FinishedJobRegistry
 
 from benchmarks import overhead, services, workset
 from benchmarks.accuracy import REFERENCES
 from benchmarks.services import Client, MemoryWatch, free_port, percentile
 from benchmarks.workset import FACES_DIR, WorkPhoto
 from jobs import redis_server
-from jobs.enqueue import QUEUE_NAMES
+from jobs.enqueue import QUEUE_NAMES, UPLOADS
 
 GUNICORN_WORKERS = 2  # as `manage.py runsite` starts by default
 
@@ -334,6 +335,7 @@ def pipeline(folder: Path, photos: list[WorkPhoto], reprocess_rows: int, clients
         figures["horse_private_mb"] = site.memory.horse_private_kb / 1024
         figures.update(drains(site, folder, photos))
         figures.update(job_overhead(site, folder, photos[:PROFILED_JOBS]))
+        figures.update(queue_cost(site))
         figures.update(site.reprocess_all(reprocess_rows))
     return figures
 
@@ -370,3 +372,32 @@ def job_overhead(site: Site, folder: Path, photos: list[WorkPhoto]) -> dict:
     run = site.drain(client, folder, photos, 1, "--worker-class", "benchmarks.overhead.ProfiledWorker",
                WORKER_NICENESS="0", BENCH_PROFILE_DIR=str(directory))  # fmt: skip
     return overhead.breakdown(directory, redis_ms=run["cpu"]["redis"])
+
+
+EMPTY_JOBS = 300
+
+
+def queue_cost(site: Site, jobs: int = EMPTY_JOBS) -> dict:
+    """The queue's own CPU per job, unprofiled: `jobs` jobs that do nothing, put on the photo queue with RQ's
+    enqueue (as uploads are) while one worker waits, and run by it to the last: the enqueue in this process,
+    Redis, the worker parent and its work horses (forked and replaced as in production), the figures each job
+    records. A photo job costs this plus its own work (detection and encoding, storage, renditions, the database)."""
+    site.start_workers(1, WORKER_NICENESS="0")
+    connection = redis.Redis.from_url(site.redis_url)
+    queue = Queue(UPLOADS, connection=connection)
+    before = site.cpu_seconds()
+    began = time.process_time()
+    for _ in range(jobs):
+        queue.enqueue("benchmarks.overhead.empty_job")
+    enqueue_s = time.process_time() - began
+    finished = FinishedJobRegistry(queue=queue)
+    services.wait_for(lambda: finished.count >= jobs, 300, "empty jobs", interval=0.05)
+    spent = _spent(before, site.cpu_seconds(), jobs)
+    site.stop_workers()
+    return {
+        "queue_cpu_ms_per_job": spent["workers"] + spent["redis"] + enqueue_s * 1000 / jobs,
+        "queue_cpu_ms_per_job_enqueue": enqueue_s * 1000 / jobs,
+        "queue_cpu_ms_per_job_redis": spent["redis"],
+        "queue_cpu_ms_per_job_workers": spent["workers"],
+        "queue_jobs": jobs,
+    }
