@@ -9,8 +9,8 @@ What RQ guarantees stays as it is, because the parent still watches the horse wh
 the heartbeats, kills the horse past the job's timeout (+60 s, as RQ does), and a horse that dies mid-job
 (killed, out of memory, crashed) ends its job exactly as RQ ends it: RQ's own monitor_work_horse runs on
 the dead horse. A job's own timeout is still the horse's SIGALRM. A fresh horse replaces the old one after
-WORKER_HORSE_JOBS jobs, after any job that failed (a timeout may have stopped it anywhere), and once it has
-grown past WORKER_HORSE_MAX_MB resident, so a leak lasts at most that long.
+WORKER_HORSE_JOBS jobs, after any job that failed (a timeout may have stopped it anywhere) or left a database
+transaction open, and once it has grown past WORKER_HORSE_MAX_MB resident, so a leak lasts at most that long.
 
 The protocol: the parent writes one JSON line per job (job id, queue, execution id) to the horse's orders
 pipe; the horse answers at once that it took it (a horse that died while idle takes nothing, and a fresh
@@ -153,6 +153,8 @@ class KeepsItsHorse:
     def _reason_to_retire(self, reply: dict) -> str:
         if not reply.get("ok"):
             return "its job failed"
+        if not reply.get("clean"):
+            return "its job left a database transaction open"
         if self._horse_jobs >= settings.WORKER_HORSE_JOBS:
             return f"it ran {self._horse_jobs} jobs"
         with contextlib.suppress(psutil.Error):
@@ -239,7 +241,8 @@ class KeepsItsHorse:
                 self.executions = {execution.id: execution}
                 os.environ["RQ_JOB_ID"] = job.id
                 keep_database_connections()
-                self._reply({"ok": self.perform_job(job, queue, execution)})
+                ok = self.perform_job(job, queue, execution)
+                self._reply({"ok": ok, "clean": not in_transaction()})
 
     def _reply(self, message: dict) -> None:
         os.write(self._replies, (json.dumps(message) + "\n").encode())
@@ -252,10 +255,13 @@ class KeepsItsHorse:
 
 
 def keep_database_connections() -> None:
-    """Before a job in a kept horse: drop a database connection that broke (a restarted server, a transaction
-    left open), keep a working one, so that jobs do not connect one by one."""
+    """Before a job in a kept horse: drop a database connection that broke (a restarted server), keep a
+    working one, so that jobs do not connect one by one."""
     for connection in connections.all(initialized_only=True):
-        if connection.connection is None:
-            continue
-        if connection.in_atomic_block or not connection.is_usable():
+        if connection.connection is not None and not connection.is_usable():
             connection.close()
+
+
+def in_transaction() -> bool:
+    """Whether a job left a transaction open: the next job must not run inside it (a fresh horse takes it)."""
+    return any(connection.in_atomic_block for connection in connections.all(initialized_only=True))

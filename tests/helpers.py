@@ -35,3 +35,10 @@ def fail_on_purpose() -> None:
 def kill_own_process() -> None:
     """As a crash in native code or the kernel's out-of-memory killer would end the job."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def leave_transaction_open() -> None:
+    """A job with a bug: it enters a database transaction and never leaves it."""
+    from django.db import transaction
+
+    transaction.atomic().__enter__()

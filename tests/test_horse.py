@@ -78,6 +78,10 @@ def test_a_job_that_kills_its_horse_fails_and_the_worker_goes_on(start_worker):
     assert "(signal 9)" in killer.latest_result().exc_string
 
 
+def test_a_job_that_leaves_a_transaction_open_ends_its_horse(start_worker):
+    between_two(start_worker, "leave_transaction_open")  # the next job must not run inside that transaction
+
+
 def test_an_idle_horse_that_died_is_replaced(start_worker):
     worker = start_worker()
     (first,) = enqueue("report_process")
