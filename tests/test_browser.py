@@ -386,10 +386,11 @@ def test_viewer_keys_select_many_and_filters(page, live_server, user, album, red
     shot(page, "viewer")
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
-    assert page.evaluate("window.scrollY") == scrolled
-    # Focus is back on the card shown last: the first of the page (and the photo the viewer named above).
+    # The dialog's close event, which restores both, comes as a task after it hides: waited for, as expect() waits.
+    # Focus goes back to the card shown last: the first of the page (and the photo the viewer named above).
     first_card = "document.querySelector('#photo-grid .card[data-photo-id]')"
-    assert page.evaluate(f"document.activeElement.closest('.card') === {first_card}")
+    page.wait_for_function(f"document.activeElement && document.activeElement.closest('.card') === {first_card}")
+    assert page.evaluate("window.scrollY") == scrolled
     page.keyboard.press("Enter")  # from the keyboard alone, the focused card opens again
     expect(page.locator("#viewer-title")).to_have_text(re.compile(r"\(1 of 6\)$"))
     page.keyboard.press("Escape")
