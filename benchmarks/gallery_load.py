@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,8 +38,8 @@ import django  # noqa: E402
 
 django.setup()
 
-from benchmarks import accuracy  # noqa: E402
-from benchmarks.workset import BASE_DIR, CACHE_DIR, portrait_files  # noqa: E402
+from benchmarks import accuracy, services  # noqa: E402
+from benchmarks.workset import CACHE_DIR, portrait_files  # noqa: E402
 from recognition import engine  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
@@ -169,15 +167,7 @@ def measure(count: int) -> dict:
 
 
 def child(step: str, count: int, database: str) -> dict:
-    env = dict(os.environ, SQLITE_PATH=database, DJANGO_SETTINGS_MODULE="photosite.settings")
-    env.pop("DATABASE_URL", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gallery_load", "--step", step, "--references", str(count)],
-        cwd=BASE_DIR, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode:
-        raise RuntimeError(f"gallery benchmark step {step} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return services.run_step("benchmarks.gallery_load", database, "--step", step, "--references", str(count))
 
 
 def database_of(count: int) -> Path:

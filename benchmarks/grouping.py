@@ -31,7 +31,6 @@ import multiprocessing
 import os
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,8 +48,8 @@ django.setup()
 
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps  # noqa: E402
 
-from benchmarks import accuracy  # noqa: E402
-from benchmarks.workset import BASE_DIR, CACHE_DIR, FACES_DIR, portrait_files  # noqa: E402
+from benchmarks import accuracy, services  # noqa: E402
+from benchmarks.workset import CACHE_DIR, FACES_DIR, portrait_files  # noqa: E402
 from recognition import engine  # noqa: E402
 from recognition.grouping import Rule, cluster  # noqa: E402
 
@@ -276,15 +275,7 @@ def measure_incremental(repeats: int = 7) -> dict:
 
 def child(step: str, count: int, database: str) -> dict:
     """Run one step in a fresh process on the given SQLite file (so its peak memory is its own)."""
-    env = dict(os.environ, SQLITE_PATH=database, DJANGO_SETTINGS_MODULE="photosite.settings")
-    env.pop("DATABASE_URL", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.grouping", "--step", step, "--faces", str(count)],
-        cwd=BASE_DIR, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode:
-        raise RuntimeError(f"grouping benchmark step {step} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return services.run_step("benchmarks.grouping", database, "--step", step, "--faces", str(count))
 
 
 def run_cost(sizes: tuple[int, ...] = SIZES) -> dict:

@@ -26,6 +26,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_step(module: str, database: str, *args: str) -> dict:
+    """Run `python -m <module> <args>` in a fresh process on the SQLite file `database` (so that its memory and
+    its times are its own); the step prints its figures as JSON on its last line of output."""
+    env = dict(os.environ, SQLITE_PATH=database, DJANGO_SETTINGS_MODULE="photosite.settings")
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """A child in its own session (so one signal stops it and its children), output to a log file."""
     with log.open("ab") as out:
