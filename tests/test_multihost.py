@@ -25,6 +25,7 @@ from django.conf import settings
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
+from jobs.enqueue import QUEUE_NAMES
 from recognition.models import Person, Photo, PhotoStatus, ReferenceStatus
 from tests.conftest import Relay, face_file, free_port, wait_for, worker_environment
 
@@ -227,7 +228,7 @@ def test_web_and_two_workers_share_only_database_redis_and_s3(
     hosts.start(web, env, spaces[web], *gunicorn)
     for folder in (worker_a, worker_b):
         env = host_environment(folder, redis_server.url, s3_media.env, spaces[folder])
-        hosts.start(folder, env, spaces[folder], "manage.py", "rqworker", "high", "default", "low")
+        hosts.start(folder, env, spaces[folder], "manage.py", "rqworker", *QUEUE_NAMES)
     base = f"http://{address}:{port}"
     wait_for(lambda: request(base + "/accounts/login/")[0] == 200, timeout=60, interval=0.3)
 
