@@ -138,7 +138,8 @@ class FaceWorker(RidesOutRedisOutages, KeepsItsHorse, Worker):
                 self._keep_reconcile_scheduled()
                 if step is not None:  # not in burst mode
                     self._housekeeping()
-                active = [queue for queue in everything if queue.name not in paused_queues(self.connection)]
+                paused = paused_queues(self.connection)  # one round trip, not one per queue
+                active = [queue for queue in everything if queue.name not in paused]
                 if not active and step is not None:
                     self.set_state(WorkerStatus.IDLE)
                     self.heartbeat()
