@@ -185,6 +185,15 @@ class Site:
 
         services.wait_for(encoded, 120, "reference encodings", interval=0.3)
 
+    def user_with_people(self, username: str) -> Client:
+        """A new user whose known people are encoded, by a worker started for that and stopped again: the
+        user's photos can then wait as a backlog for the workers a step starts."""
+        client = self.user(username)
+        self.start_workers(1)
+        self.add_people(client)
+        self.stop_workers()
+        return client
+
     def finished(self, ids: list[int]) -> list[tuple[int, str, str | None]]:
         with sqlite3.connect(self.sqlite_path, timeout=30) as db:
             marks = ",".join("?" * len(ids))
@@ -347,10 +356,7 @@ def drains(site: Site, folder: Path, photos: list[WorkPhoto]) -> dict:
     measures what the queue costs, not the priority uploads get (WORKER_NICENESS, measured by upload_p95_ms)."""
     figures: dict = {}
     for workers in (1, 2):
-        client = site.user(f"drain{workers}w")
-        site.start_workers(1)
-        site.add_people(client)
-        site.stop_workers()
+        client = site.user_with_people(f"drain{workers}w")
         run = site.drain(client, folder, photos, workers, WORKER_NICENESS="0")
         figures[f"drain_photos_per_s_{workers}w"] = run["photos_per_s"]
         figures[f"drain_failed_{workers}w"] = run["failed"]
@@ -371,10 +377,7 @@ def interleaved(site: Site, folder: Path, photos: list[WorkPhoto], rounds: int =
     rounds_seen = []
     for number in range(rounds):
         engine = engine_loop(folder, photos)["cpu_ms_per_photo_engine"]
-        client = site.user(f"interleaved{number}")
-        site.start_workers(1)
-        site.add_people(client)
-        site.stop_workers()
+        client = site.user_with_people(f"interleaved{number}")
         drain = site.drain(client, folder, photos, 1, WORKER_NICENESS="0")["cpu"]["all"]
         rounds_seen.append({"engine": round(engine, 1), "drain": round(drain, 1), "ratio": round(drain / engine, 4)})
     middle = sorted(rounds_seen, key=lambda r: r["ratio"])[len(rounds_seen) // 2]
@@ -391,10 +394,7 @@ PROFILED_JOBS = 10
 
 def job_overhead(site: Site, folder: Path, photos: list[WorkPhoto]) -> dict:
     """A backlog drained by one profiling worker (benchmarks/overhead.py): one job's time, part by part."""
-    client = site.user("profiled")
-    site.start_workers(1)
-    site.add_people(client)
-    site.stop_workers()
+    client = site.user_with_people("profiled")
     directory = site.tmp / "profiles"
     directory.mkdir()
     run = site.drain(client, folder, photos, 1, "--worker-class", "benchmarks.overhead.ProfiledWorker",

@@ -256,7 +256,8 @@ JOB_TIMEOUT = env_int("JOB_TIMEOUT", 300)
 # Workers run at this niceness, so that the web server keeps answering while they are saturated.
 WORKER_NICENESS = env_int("WORKER_NICENESS", 10)
 # A work horse runs this many jobs before a fresh one is forked (1: a horse per job, as RQ does), and is
-# replaced sooner once its resident memory passes WORKER_HORSE_MAX_MB, or after a job that failed.
+# replaced sooner once its resident memory passes WORKER_HORSE_MAX_MB, or after a job that failed or left a
+# database transaction open (jobs/horse.py).
 WORKER_HORSE_JOBS = max(1, env_int("WORKER_HORSE_JOBS", 100))
 WORKER_HORSE_MAX_MB = env_int("WORKER_HORSE_MAX_MB", 1024)
 JOB_RETRY_INTERVALS = [int(s) for s in env_list("JOB_RETRY_INTERVALS", "10,60,300")]
