@@ -333,6 +333,8 @@ ROWS = [
     ("cpu_ms_per_photo_pipeline_1w", "CPU per photo, pipeline 1 worker", "{:.0f} ms"),
     ("cpu_ms_per_photo_drain_1w", "CPU per photo, drain 1 worker (workers, horses, Redis)", "{:.0f} ms"),
     ("cpu_ms_per_photo_drain_2w", "CPU per photo, drain 2 workers", "{:.0f} ms"),
+    ("client_cpu_ms_per_photo_pipeline_2w", "Load generator's CPU per photo, pipeline 2 workers", "{:.1f} ms"),
+    ("client_cpu_ms_per_photo_blocking", "Load generator's CPU per photo, blocking server", "{:.1f} ms"),
     (
         "cpu_ratio_drain_engine_interleaved",
         "CPU per photo, drain 1 worker / engine, rounds interleaved (median)",
