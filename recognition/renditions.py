@@ -22,8 +22,10 @@ RENDITION_MAX_PIXELS = WEB_SIDE * WEB_SIDE
 
 
 def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
+    """Without optimize: the optimized Huffman tables' second pass took a 1200 px web image from 2.8 to
+    6.1 ms (every photo job makes one) to save 3% of its bytes."""
     out = io.BytesIO()
-    image.save(out, format="JPEG", quality=quality, optimize=True)
+    image.save(out, format="JPEG", quality=quality)
     return out.getvalue()
 
 
@@ -60,8 +62,7 @@ def face_crop(image: Image.Image, box: Box, original_width: int, side: int = FAC
             min(image.height, round((box.bottom + margin_y) * scale)),
         )
     )
-    crop.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return crop
+    return shrunk(crop, side)  # 0.7 ms for a 456 px crop, 2.7 ms with Lanczos (a level of 255 apart)
 
 
 def face_jpeg(image: Image.Image, box: Box, original_width: int, side: int = FACE_SIDE) -> bytes:
