@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.db import connections
@@ -33,6 +34,25 @@ from recognition import engine
 log = logging.getLogger(__name__)
 
 
+def yield_cpu(niceness: int) -> None:
+    """Face work yields the CPU to the web server, so that uploads stay quick while workers are saturated.
+
+    Niceness alone does not do it where the kernel schedules by autogroup (Linux's default when built with
+    it): the CPU is first shared equally between sessions, whatever their processes' niceness, and
+    runsite starts each worker and the web server in a session of its own. A worker that leads its session
+    so also gives the session (itself, its horses and scheduler) that niceness. One started from a shell
+    leaves the shell's session alone."""
+    if not niceness:
+        return
+    os.nice(niceness)
+    if os.getsid(0) != os.getpid():
+        return
+    try:
+        Path("/proc/self/autogroup").write_text(str(niceness))
+    except OSError as exc:  # no autogroup scheduling in this kernel, or not allowed
+        log.info("Worker niceness %s: the session's autogroup kept its own (%s)", niceness, exc)
+
+
 class FaceWorker(RidesOutRedisOutages, KeepsItsHorse, Worker):
     """Forks a work horse that runs many jobs (jobs/horse.py); each horse shares the parent's loaded models."""
 
@@ -48,8 +68,7 @@ class FaceWorker(RidesOutRedisOutages, KeepsItsHorse, Worker):
         super().__init__(*args, **kwargs)
         engine.load_models()
         engine.warm_up()
-        # Face work yields the CPU to the web server: uploads stay quick while workers are saturated.
-        os.nice(settings.WORKER_NICENESS)
+        yield_cpu(settings.WORKER_NICENESS)
         self._reconcile_checked_at = -math.inf
         self._recovered_at = self._depth_sampled_at = -math.inf
 
