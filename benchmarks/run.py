@@ -218,6 +218,15 @@ def targets(plan: Plan) -> list[Target]:
             ),
         ),
         Target(
+            "CPU per photo: pipeline <= 1.05 x the engine's, measured inside the same jobs (no drift between runs)",
+            lambda f: f["cpu_ratio_pipeline_engine_same_run"] <= 1.05,
+            lambda f: (
+                f"{f['cpu_ratio_pipeline_engine_same_run']:.3f} x (drains: "
+                f"1 worker {f['cpu_ratio_drain_engine_same_run_1w']:.3f} x, "
+                f"2 workers {f['cpu_ratio_drain_engine_same_run_2w']:.3f} x)"
+            ),
+        ),
+        Target(
             "the queue's own CPU per job (empty jobs) < 5% of the engine's per photo",
             lambda f: ratio(f, "queue_cpu_ms_per_job", "cpu_ms_per_photo_engine") < 0.05,
             lambda f: (
@@ -333,6 +342,8 @@ ROWS = [
     ("cpu_ms_per_photo_pipeline_1w", "CPU per photo, pipeline 1 worker", "{:.0f} ms"),
     ("cpu_ms_per_photo_drain_1w", "CPU per photo, drain 1 worker (workers, horses, Redis)", "{:.0f} ms"),
     ("cpu_ms_per_photo_drain_2w", "CPU per photo, drain 2 workers", "{:.0f} ms"),
+    ("cpu_ms_per_photo_engine_in_jobs_pipeline_2w", "CPU per photo, the engine in the pipeline's jobs", "{:.0f} ms"),
+    ("cpu_ratio_pipeline_engine_same_run", "CPU per photo, pipeline 2 workers / the engine in its jobs", "{:.3f} x"),
     ("client_cpu_ms_per_photo_pipeline_2w", "Load generator's CPU per photo, pipeline 2 workers", "{:.1f} ms"),
     ("client_cpu_ms_per_photo_blocking", "Load generator's CPU per photo, blocking server", "{:.1f} ms"),
     (

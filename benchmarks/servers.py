@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import redis
 from rq import Queue, Worker
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 
 from benchmarks import overhead, services, workset
 from benchmarks.accuracy import REFERENCES
@@ -24,7 +24,7 @@ from benchmarks.local import engine_loop
 from benchmarks.services import Client, MemoryWatch, free_port, percentile
 from benchmarks.workset import FACES_DIR, WorkPhoto
 from jobs import redis_server
-from jobs.enqueue import QUEUE_NAMES, UPLOADS
+from jobs.enqueue import QUEUE_NAMES, UPLOADS, photo_job_id
 
 GUNICORN_WORKERS = 2  # as `manage.py runsite` starts by default
 
@@ -231,6 +231,7 @@ class Site:
             "photos_per_s": len(photos) / (last - started),
             "cpu_ms_per_photo": _spent(cpu, self.cpu_seconds(), len(photos)),
             "client_cpu_ms_per_photo": (client_cpu_seconds() - own) * 1000 / len(photos),
+            "engine_cpu_ms": self.engine_cpu_ms(ids),
             "latencies": [r.ms for r in replies],
             **self.outcome(client, photos, ids),
         }
@@ -249,6 +250,17 @@ class Site:
         rows = self.finished(ids)
         return max(datetime.fromisoformat(at).replace(tzinfo=UTC).timestamp() for _, _, at in rows if at)
 
+    def engine_cpu_ms(self, ids: list[int]) -> float:
+        """The engine's CPU time per photo inside these photos' jobs, from their results: measured in the
+        same processes at the same moments as the run's CPU, so the ratio of the two does not drift with
+        this machine's speed as a loop run minutes apart does."""
+        connection = redis.Redis.from_url(self.redis_url)
+        jobs = Job.fetch_many([photo_job_id(pk) for pk in ids], connection=connection)
+        spent = [job.return_value()["engine_cpu_ms"] for job in jobs if job and job.return_value()]
+        if len(spent) != len(ids):
+            raise RuntimeError(f"{len(ids) - len(spent)} photo jobs left no result")
+        return sum(spent) / len(spent)
+
     def outcome(self, client: Client, photos: list[WorkPhoto], ids: list[int]) -> dict:
         failed = [pk for pk, status, _ in self.finished(ids) if status == "failed"]
         found = {}
@@ -266,7 +278,7 @@ class Site:
         cpu = _spent(cpu, self.cpu_seconds(), len(photos))
         self.stop_workers()
         return {"photos_per_s": len(photos) / (last - born), "seconds": last - born, "cpu": cpu,
-                **self.outcome(client, photos, ids)}  # fmt: skip
+                "engine_cpu_ms": self.engine_cpu_ms(ids), **self.outcome(client, photos, ids)}  # fmt: skip
 
     def reprocess_all(self, rows: int) -> dict:
         """Time `manage.py reprocess --all` over `rows` photo rows (made directly, no files behind them)."""
@@ -340,12 +352,16 @@ def pipeline(folder: Path, photos: list[WorkPhoto], reprocess_rows: int, clients
             figures[f"pipeline_photos_per_s_{workers}w"] = run["photos_per_s"]
             figures[f"pipeline_failed_{workers}w"] = run["failed"]
             figures[f"client_cpu_ms_per_photo_pipeline_{workers}w"] = run["client_cpu_ms_per_photo"]
+            figures[f"cpu_ms_per_photo_engine_in_jobs_pipeline_{workers}w"] = run["engine_cpu_ms"]
             for role, ms in run["cpu_ms_per_photo"].items():
                 suffix = "" if role == "all" else f"_{role}"
                 figures[f"cpu_ms_per_photo_pipeline_{workers}w{suffix}"] = ms
             latencies += run["latencies"]
             boxes = run["boxes"]
         figures["cpu_ms_per_photo_pipeline"] = figures["cpu_ms_per_photo_pipeline_2w"]
+        figures["cpu_ratio_pipeline_engine_same_run"] = (
+            figures["cpu_ms_per_photo_pipeline_2w"] / figures["cpu_ms_per_photo_engine_in_jobs_pipeline_2w"]
+        )
         figures["pipeline_recall"] = workset.recall(photos, boxes)
         figures["pipeline_boxes"] = boxes
         figures["upload_p50_ms"] = percentile(latencies, 50)
@@ -375,6 +391,8 @@ def drains(site: Site, folder: Path, photos: list[WorkPhoto]) -> dict:
         for role, ms in run["cpu"].items():
             figures[f"cpu_ms_per_photo_drain_{workers}w" + ("" if role == "all" else f"_{role}")] = ms
         figures[f"drain_recall_{workers}w"] = workset.recall(photos, run["boxes"])
+        figures[f"cpu_ms_per_photo_engine_in_jobs_drain_{workers}w"] = run["engine_cpu_ms"]
+        figures[f"cpu_ratio_drain_engine_same_run_{workers}w"] = run["cpu"]["all"] / run["engine_cpu_ms"]
     return figures
 
 
@@ -390,8 +408,10 @@ def interleaved(site: Site, folder: Path, photos: list[WorkPhoto], rounds: int =
     for number in range(rounds):
         engine = engine_loop(folder, photos)["cpu_ms_per_photo_engine"]
         client = site.user_with_people(f"interleaved{number}")
-        drain = site.drain(client, folder, photos, 1, WORKER_NICENESS="0")["cpu"]["all"]
-        rounds_seen.append({"engine": round(engine, 1), "drain": round(drain, 1), "ratio": round(drain / engine, 4)})
+        run = site.drain(client, folder, photos, 1, WORKER_NICENESS="0")
+        drain = run["cpu"]["all"]
+        rounds_seen.append({"engine": round(engine, 1), "drain": round(drain, 1), "ratio": round(drain / engine, 4),
+                            "engine_in_jobs": round(run["engine_cpu_ms"], 1)})  # fmt: skip
     middle = sorted(rounds_seen, key=lambda r: r["ratio"])[len(rounds_seen) // 2]
     return {
         "cpu_ratio_drain_engine_interleaved": middle["ratio"],
