@@ -208,6 +208,15 @@ def targets(plan: Plan) -> list[Target]:
             "drain, 2 workers >= 0.95 x engine in 2 processes", "drain_photos_per_s_2w", "engine_photos_per_s_2p", 0.95
         ),
         Target(
+            "paired rounds: pipeline (2 workers) >= 0.95 x blocking server, drain (2 workers) >= 0.95 x engine in 2",
+            lambda f: min(f["pipeline_blocking_ratio_paired"], f["drain_2w_engine_2p_ratio_paired"]) >= 0.95,
+            lambda f: (
+                f"pipeline / blocking {f['pipeline_blocking_ratio_paired']:.2f} x, drain / engine "
+                f"{f['drain_2w_engine_2p_ratio_paired']:.2f} x (median of {len(f['paired_rounds'])} rounds on "
+                f"{f['paired_photos']} photos, each side right after the other)"
+            ),
+        ),
+        Target(
             "CPU per photo: pipeline <= 1.05 x engine",
             lambda f: ratio(f, "cpu_ms_per_photo_pipeline", "cpu_ms_per_photo_engine") <= 1.05,
             lambda f: (
