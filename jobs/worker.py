@@ -7,6 +7,7 @@ figures (jobs/stats.py).
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import math
@@ -34,6 +35,9 @@ from recognition import engine
 log = logging.getLogger(__name__)
 
 
+AUTOGROUP_TRIES = 50
+
+
 def yield_cpu(niceness: int) -> None:
     """Face work yields the CPU to the web server, so that uploads stay quick while workers are saturated.
 
@@ -47,10 +51,18 @@ def yield_cpu(niceness: int) -> None:
     os.nice(niceness)
     if os.getsid(0) != os.getpid():
         return
-    try:
-        Path("/proc/self/autogroup").write_text(str(niceness))
-    except OSError as exc:  # no autogroup scheduling in this kernel, or not allowed
-        log.info("Worker niceness %s: the session's autogroup kept its own (%s)", niceness, exc)
+    # Without CAP_SYS_ADMIN the kernel takes one autogroup change per 100 ms from all processes together
+    # (EAGAIN otherwise): workers started at once take turns.
+    for _ in range(AUTOGROUP_TRIES):
+        try:
+            Path("/proc/self/autogroup").write_text(str(niceness))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EAGAIN:  # no autogroup scheduling in this kernel, or not allowed
+                log.info("Worker niceness %s: the session's autogroup kept its own (%s)", niceness, exc)
+                return
+            time.sleep(0.1)
+    log.warning("Worker niceness %s: the kernel refused the session's autogroup niceness", niceness)
 
 
 class FaceWorker(RidesOutRedisOutages, KeepsItsHorse, Worker):

@@ -111,3 +111,29 @@ def test_a_worker_leading_its_session_gives_the_session_its_niceness(own_session
     assert niceness == "7"
     assert group_niceness == ("7" if own_session else ours)
     assert AUTOGROUP.read_text().split()[-1] == ours
+
+
+BUSY_KERNEL = """
+import django, errno, pathlib
+django.setup()
+from jobs import worker
+calls = []
+class Busy(type(pathlib.Path())):
+    def write_text(self, text):
+        calls.append(text)
+        if len(calls) < 3:
+            raise BlockingIOError(errno.EAGAIN, "the kernel takes one autogroup change per 100 ms")
+        return super().write_text(text)
+worker.Path = Busy
+worker.yield_cpu(6)
+print(len(calls), pathlib.Path('/proc/self/autogroup').read_text().split()[-1])
+"""
+
+
+@pytest.mark.skipif(not AUTOGROUP.exists(), reason="a kernel without autogroup scheduling")
+def test_workers_started_together_take_turns_for_the_autogroup_niceness():
+    """Without CAP_SYS_ADMIN the kernel answers EAGAIN to a second autogroup change within 100 ms."""
+    result = subprocess.run(
+        [sys.executable, "-c", BUSY_KERNEL], capture_output=True, text=True, check=True, start_new_session=True
+    )
+    assert result.stdout.split() == ["3", "6"]
