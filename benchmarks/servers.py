@@ -197,6 +197,18 @@ class Site:
         self.stop_workers()
         return client
 
+    def pipeline_run(
+        self, username: str, workers: int, folder: Path, photos: list[WorkPhoto], clients: int = 4
+    ) -> dict:
+        """A new user uploads every photo while `workers` workers (started first, their people encoded)
+        take them: run_uploads' figures, the workers stopped afterwards."""
+        client = self.user(username)
+        self.start_workers(workers)
+        self.add_people(client)
+        run = self.run_uploads(client, folder, photos, clients)
+        self.stop_workers()
+        return run
+
     def finished(self, ids: list[int]) -> list[tuple[int, str, str | None]]:
         with sqlite3.connect(self.sqlite_path, timeout=30) as db:
             marks = ",".join("?" * len(ids))
@@ -256,7 +268,8 @@ class Site:
         this machine's speed as a loop run minutes apart does."""
         connection = redis.Redis.from_url(self.redis_url)
         jobs = Job.fetch_many([photo_job_id(pk) for pk in ids], connection=connection)
-        spent = [job.return_value()["engine_cpu_ms"] for job in jobs if job and job.return_value()]
+        results = [job.return_value() for job in jobs if job]
+        spent = [result["engine_cpu_ms"] for result in results if result]
         if len(spent) != len(ids):
             raise RuntimeError(f"{len(ids) - len(spent)} photo jobs left no result")
         return sum(spent) / len(spent)
@@ -344,11 +357,7 @@ def pipeline(folder: Path, photos: list[WorkPhoto], reprocess_rows: int, clients
         latencies: list[float] = []
         boxes: dict = {}
         for workers in (1, 2):
-            client = site.user(f"bench{workers}w")
-            site.start_workers(workers)
-            site.add_people(client)
-            run = site.run_uploads(client, folder, photos, clients)
-            site.stop_workers()
+            run = site.pipeline_run(f"bench{workers}w", workers, folder, photos, clients)
             figures[f"pipeline_photos_per_s_{workers}w"] = run["photos_per_s"]
             figures[f"pipeline_failed_{workers}w"] = run["failed"]
             figures[f"client_cpu_ms_per_photo_pipeline_{workers}w"] = run["client_cpu_ms_per_photo"]
@@ -433,11 +442,7 @@ def paired_throughput(site: Site, folder: Path, photos: list[WorkPhoto], rounds:
         engine = engine_processes(folder, photos, 2)["engine_photos_per_s_2p"]
         client = site.user_with_people(f"paired-drain{number}")
         drain = site.drain(client, folder, photos, 2, WORKER_NICENESS="0")["photos_per_s"]
-        client = site.user(f"paired-pipeline{number}")
-        site.start_workers(2)
-        site.add_people(client)
-        pipeline = site.run_uploads(client, folder, photos)["photos_per_s"]
-        site.stop_workers()
+        pipeline = site.pipeline_run(f"paired-pipeline{number}", 2, folder, photos)["photos_per_s"]
         blocking = blocking_server(folder, photos)["blocking_photos_per_s"]
         seen.append({"engine_2p": round(engine, 3), "drain_2w": round(drain, 3),
                      "drain_ratio": round(drain / engine, 4), "pipeline_2w": round(pipeline, 3),
