@@ -17,7 +17,7 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.validators import validate_mqtt_url, validate_webhook_url
+from alerts.validators import validate_mqtt_url, validate_topic_prefix, validate_webhook_url
 
 
 class AlertSettings(models.Model):
@@ -31,7 +31,7 @@ class AlertSettings(models.Model):
     webhook_url = models.URLField("Webhook URL", max_length=500, blank=True, validators=[validate_webhook_url])
     webhook_secret = models.CharField(max_length=64, blank=True)
     mqtt_url = models.CharField("MQTT broker", max_length=500, blank=True, validators=[validate_mqtt_url])
-    mqtt_prefix = models.CharField("MQTT topic prefix", max_length=200, blank=True)
+    mqtt_prefix = models.CharField("MQTT topic prefix", max_length=200, blank=True, validators=[validate_topic_prefix])
     mqtt_discovery = models.BooleanField("Home Assistant discovery", default=False)
     quiet_start = models.TimeField(null=True, blank=True)
     quiet_end = models.TimeField(null=True, blank=True)

@@ -295,6 +295,9 @@ WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 5)
 # Webhooks to loopback, link-local (cloud metadata) and unspecified addresses are refused unless this is on.
 WEBHOOK_ALLOW_LOCAL = env_bool("WEBHOOK_ALLOW_LOCAL", False)
 MQTT_TIMEOUT = env_float("MQTT_TIMEOUT", 5)
+# The same for MQTT brokers (a Mosquitto on this machine needs it). The site's own Redis and database are
+# refused to both channels whatever these say.
+MQTT_ALLOW_LOCAL = env_bool("MQTT_ALLOW_LOCAL", False)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -543,7 +543,9 @@ class MqttSubscriber:
 
 
 @pytest.fixture
-def mqtt_broker(tmp_path) -> Iterator[MqttBroker]:
+def mqtt_broker(tmp_path, settings) -> Iterator[MqttBroker]:
+    """A broker on 127.0.0.1: loopback brokers are allowed for the test (MQTT_ALLOW_LOCAL)."""
+    settings.MQTT_ALLOW_LOCAL = True
     broker = MqttBroker(tmp_path)
     broker.start()
     yield broker

@@ -71,6 +71,7 @@ def worker(start_worker, outbox):
         return start_worker(
             "--with-scheduler",
             WEBHOOK_ALLOW_LOCAL="1",
+            MQTT_ALLOW_LOCAL="1",
             EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
             EMAIL_FILE_PATH=str(outbox.folder),
             ALERT_EARLIER_SETTLE="1s",

@@ -37,6 +37,12 @@ def test_alert_settings_read_and_patch(api, user):
         ({"email": "perhaps"}, "email"),
         ({"webhook_url": "ftp://example.org/"}, "webhook_url"),
         ({"mqtt_url": "tcp://broker"}, "mqtt_url"),
+        ({"mqtt_url": "mqtt://127.0.0.1:1883"}, "mqtt_url"),
+        ({"mqtt_url": "mqtt://localhost"}, "mqtt_url"),
+        ({"mqtt_url": "mqtt://169.254.169.254:1883"}, "mqtt_url"),
+        ({"mqtt_url": "mqtt://user%0D%0AFLUSHALL:pw@broker.lan"}, "mqtt_url"),
+        ({"mqtt_prefix": "home/#"}, "mqtt_prefix"),
+        ({"mqtt_prefix": "home\nfaces"}, "mqtt_prefix"),
     ],
 )
 def test_bad_values_get_400_with_the_fields_error(api, change, field):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -13,6 +14,12 @@ from recognition.models import Alert, Person, Photo, PhotoStatus
 from tests.conftest import MqttBroker, free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def allow_local(settings):
+    """The brokers here run on 127.0.0.1; the address rules' tests below turn this off."""
+    settings.MQTT_ALLOW_LOCAL = True
 
 
 @pytest.fixture
@@ -119,3 +126,51 @@ def test_credentials_from_the_url_are_used(user, alert, tmp_path):
 def test_bad_broker_urls_are_refused(api, url):
     response = api.patch("/api/alert-settings/", {"mqtt_url": url}, format="json")
     assert response.status_code == 400 and "mqtt_url" in response.json()
+
+
+# The address rules.
+
+
+def test_a_loopback_broker_is_refused_at_send_time_without_mqtt_allow_local(user, alert, mqtt_broker, settings):
+    """Checked after name resolution, whatever the stored URL says (the form refuses it too)."""
+    settings.MQTT_ALLOW_LOCAL = False
+    use_mqtt(user, mqtt_broker.url.replace("127.0.0.1", "localhost"))
+    subscriber = mqtt_broker.subscribe("#")
+    delivery = Delivery.objects.create(owner=user, channel="mqtt", alert=alert)
+    send_delivery(delivery.pk)
+    subscriber.close()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", 1), "a refused address is not retried"
+    assert delivery.error == "refused: the host resolves to a loopback address"
+    assert subscriber.messages == []
+
+
+def listener() -> socket.socket:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.5)
+    return server
+
+
+def test_the_sites_own_redis_is_refused_even_with_mqtt_allow_local(user, alert, settings):
+    """A broker URL pointed at the site's Redis would have MQTT's bytes (user name, topic) read as commands."""
+    server = listener()
+    port = server.getsockname()[1]
+    settings.RQ_REDIS_URL = f"redis://localhost:{port}/0"
+    use_mqtt(user, f"mqtt://127.0.0.1:{port}")
+    delivery = Delivery.objects.create(owner=user, channel="mqtt", alert=alert)
+    send_delivery(delivery.pk)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", 1)
+    assert delivery.error == "refused: that is this site's own Redis or database"
+    with pytest.raises(TimeoutError):
+        server.accept()
+    server.close()
+
+
+@pytest.mark.django_db
+def test_the_form_refuses_the_sites_own_redis_by_address(api, settings):
+    settings.RQ_REDIS_URL = "redis://127.0.0.1:6390/0"
+    response = api.patch("/api/alert-settings/", {"mqtt_url": "mqtt://127.0.0.1:6390"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["mqtt_url"] == ["Refused: that is this site's own Redis or database."]
+    assert api.patch("/api/alert-settings/", {"mqtt_url": "mqtt://127.0.0.1:1883"}, format="json").status_code == 200

@@ -144,14 +144,14 @@ def test_alert_settings_come_from_the_environment():
     code = (
         "import json; from django.conf import settings as s; print(json.dumps([s.ALERT_COOLDOWN, "
         "s.ALERT_EARLIER_SETTLE, s.ALERT_RETRY_INTERVALS, s.ALERT_EMAIL_CONFIRM_MAX_AGE, s.WEBHOOK_ALLOW_LOCAL, "
-        "s.RQ_QUEUES['alerts']['URL'] == s.RQ_REDIS_URL]))"
+        "s.MQTT_ALLOW_LOCAL, s.RQ_QUEUES['alerts']['URL'] == s.RQ_REDIS_URL]))"
     )
     defaults = run(code, DJANGO_DEBUG="1")
     assert defaults.returncode == 0, defaults.stderr
-    assert json.loads(defaults.stdout) == [600, 30, [10, 60, 300], 72 * 3600, False, True]
+    assert json.loads(defaults.stdout) == [600, 30, [10, 60, 300], 72 * 3600, False, False, True]
     changed = run(code, DJANGO_DEBUG="1", ALERT_COOLDOWN="30s", ALERT_EARLIER_SETTLE="2m", ALERT_RETRY_INTERVALS="1,2",
-                  ALERT_EMAIL_CONFIRM_MAX_AGE="900", WEBHOOK_ALLOW_LOCAL="1")  # fmt: skip
-    assert json.loads(changed.stdout) == [30, 120, [1, 2], 900, True, True]
+                  ALERT_EMAIL_CONFIRM_MAX_AGE="900", WEBHOOK_ALLOW_LOCAL="1", MQTT_ALLOW_LOCAL="1")  # fmt: skip
+    assert json.loads(changed.stdout) == [30, 120, [1, 2], 900, True, True, True]
 
 
 READ_STORAGE = """

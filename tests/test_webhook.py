@@ -131,6 +131,17 @@ def test_local_addresses_are_refused_at_send_time(user, alert, receiver, run_job
     assert delivery.attempts == 1, "a refused address is not retried"
 
 
+def test_the_sites_own_redis_is_refused_even_with_webhook_allow_local(user, alert, receiver, settings, allow_local):
+    """Whatever WEBHOOK_ALLOW_LOCAL says: a request to Redis or the database is no alert."""
+    settings.RQ_REDIS_URL = f"redis://localhost:{receiver.server_address[1]}/0"
+    use_webhook(user, receiver.url)
+    [delivery] = dispatch.announce_news([alert])
+    send_delivery(delivery.pk)
+    delivery.refresh_from_db()
+    assert receiver.received == []
+    assert (delivery.status, delivery.error) == ("failed", "refused: that is this site's own Redis or database")
+
+
 def test_a_name_that_resolves_to_loopback_is_refused(user, alert, receiver, run_jobs):
     host = socket.gethostname()
     if socket.getaddrinfo(host, 80)[0][4][0] != "127.0.0.1":

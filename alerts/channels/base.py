@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
+
+from alerts.validators import address_refusal, is_site_service
 
 if TYPE_CHECKING:
     from alerts.models import AlertSettings, Summary
@@ -19,6 +22,24 @@ class DeliveryError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+
+
+def vetted_address(host: str, port: int, allow_local: bool) -> str:
+    """The first address of host, once every address it resolves to has passed the rules (alerts.validators).
+
+    Channels connect to this very address: no second lookup a DNS trick could change."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise DeliveryError("the host name could not be resolved") from exc
+    addresses = [info[4][0] for info in infos]
+    for address in addresses:
+        refusal = address_refusal(address, allow_local)
+        if refusal:
+            raise DeliveryError(f"refused: the host resolves to a {refusal} address", permanent=True)
+        if is_site_service(address, port):
+            raise DeliveryError("refused: that is this site's own Redis or database", permanent=True)
+    return addresses[0]
 
 
 @dataclass

@@ -1,9 +1,13 @@
 """MQTT (paho-mqtt): each alert as JSON on <prefix>/person/<slug>, QoS 1, not retained; with Home
-Assistant discovery on, a retained config per person makes a "last seen" sensor."""
+Assistant discovery on, a retained config per person makes a "last seen" sensor.
+
+The broker's name is resolved and vetted as a webhook's is (loopback and link-local refused unless
+MQTT_ALLOW_LOCAL, never the site's own Redis or database), and the client connects to that address."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from urllib.parse import unquote, urlsplit
 
@@ -11,7 +15,7 @@ import paho.mqtt.client as mqtt
 from django.conf import settings
 from django.utils.text import slugify
 
-from alerts.channels.base import Channel, DeliveryError, Message
+from alerts.channels.base import Channel, DeliveryError, Message, vetted_address
 
 DISCOVERY_PREFIX = "homeassistant"
 
@@ -86,11 +90,27 @@ class Mqtt(Channel):
         return f"published {len(publications)}"
 
 
+class PinnedClient(mqtt.Client):
+    """Connects to the address we vetted while TLS checks the certificate against the broker's name.
+
+    paho 2.1 opens its TCP connection in _create_socket_connection (requirements.txt pins the version)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        self.address = address
+
+    def _create_socket_connection(self) -> socket.socket:
+        return socket.create_connection((self.address, self._port), timeout=self._connect_timeout)
+
+
 def connect(url: str) -> mqtt.Client:
     """A connected client with its network loop running; DeliveryError when the broker cannot be had."""
     parts = urlsplit(url)
     secure = parts.scheme == "mqtts"
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise DeliveryError("refused: only mqtt and mqtts broker URLs are allowed", permanent=True)
+    port = parts.port or (8883 if secure else 1883)
+    client = PinnedClient(vetted_address(parts.hostname, port, settings.MQTT_ALLOW_LOCAL))
     client.connect_timeout = settings.MQTT_TIMEOUT
     if parts.username:
         client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
@@ -105,7 +125,7 @@ def connect(url: str) -> mqtt.Client:
 
     client.on_connect = on_connect
     try:
-        client.connect(parts.hostname, parts.port or (8883 if secure else 1883), keepalive=30)
+        client.connect(parts.hostname, port, keepalive=30)
     except TimeoutError as exc:
         raise DeliveryError("timed out connecting to the broker") from exc
     except ConnectionRefusedError as exc:

@@ -1,7 +1,7 @@
 """Webhooks: JSON POSTed to the user's URL, signed with HMAC-SHA256, to vetted addresses only.
 
-The host name is resolved here and every address it gives is checked (alerts.validators) before we
-connect, to that very address (no second lookup a DNS trick could change). Redirects are not
+The host name is resolved and every address it gives is checked (alerts.channels.base.vetted_address)
+before we connect, to that very address (no second lookup a DNS trick could change). Redirects are not
 followed. Errors name the kind of failure only, so the alerts page is no port scanner.
 """
 
@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from alerts.channels.base import Channel, DeliveryError, Message
-from alerts.validators import WEBHOOK_SCHEMES, address_refusal
+from alerts.channels.base import Channel, DeliveryError, Message, vetted_address
+from alerts.validators import WEBHOOK_SCHEMES
 
 SIGNATURE_HEADER = "X-Photosite-Signature"
 
@@ -63,20 +63,6 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def vetted_address(host: str, port: int) -> str:
-    """The first address of host, once every address it resolves to has passed the rules."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise DeliveryError("the host name could not be resolved") from exc
-    addresses = [info[4][0] for info in infos]
-    for address in addresses:
-        refusal = address_refusal(address)
-        if refusal:
-            raise DeliveryError(f"refused: the host resolves to a {refusal} address", permanent=True)
-    return addresses[0]
-
-
 def post(url: str, body: bytes, headers: dict[str, str]) -> int:
     """POST body to url through a vetted address; the HTTP status, redirects not followed."""
     parts = urlsplit(url)
@@ -84,7 +70,7 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> int:
         raise DeliveryError("refused: only http and https URLs are allowed", permanent=True)
     secure = parts.scheme.lower() == "https"
     port = parts.port or (443 if secure else 80)
-    address = vetted_address(parts.hostname, port)
+    address = vetted_address(parts.hostname, port, settings.WEBHOOK_ALLOW_LOCAL)
     connection_class = _PinnedHTTPSConnection if secure else _PinnedHTTPConnection
     connection = connection_class(parts.hostname, port, address, settings.WEBHOOK_TIMEOUT)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
