@@ -98,7 +98,13 @@ def site_services() -> set[tuple[str, int]]:
 
 def is_site_service(address: str, port: int) -> bool:
     """The site's own Redis or database: never an alert's destination, local or not, whatever ALLOW_LOCAL says."""
-    return (str(_ip(address)), port) in site_services()
+    return any_site_service([address], port)
+
+
+def any_site_service(addresses: list[str], port: int) -> bool:
+    """is_site_service for each of a name's addresses, the site's endpoints resolved once."""
+    services = site_services()
+    return any((str(_ip(address)), port) in services for address in addresses)
 
 
 def validate_webhook_url(value: str) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
-from alerts.validators import address_refusal, is_site_service
+from alerts.validators import address_refusal, any_site_service
 
 if TYPE_CHECKING:
     from alerts.models import AlertSettings, Summary
@@ -37,8 +37,8 @@ def vetted_address(host: str, port: int, allow_local: bool) -> str:
         refusal = address_refusal(address, allow_local)
         if refusal:
             raise DeliveryError(f"refused: the host resolves to a {refusal} address", permanent=True)
-        if is_site_service(address, port):
-            raise DeliveryError("refused: that is this site's own Redis or database", permanent=True)
+    if any_site_service(addresses, port):
+        raise DeliveryError("refused: that is this site's own Redis or database", permanent=True)
     return addresses[0]
 
 

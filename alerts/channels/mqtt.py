@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils.text import slugify
 
 from alerts.channels.base import Channel, DeliveryError, Message, vetted_address
+from alerts.validators import MQTT_SCHEMES
 
 DISCOVERY_PREFIX = "homeassistant"
 
@@ -107,7 +108,7 @@ def connect(url: str) -> mqtt.Client:
     """A connected client with its network loop running; DeliveryError when the broker cannot be had."""
     parts = urlsplit(url)
     secure = parts.scheme == "mqtts"
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+    if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
         raise DeliveryError("refused: only mqtt and mqtts broker URLs are allowed", permanent=True)
     port = parts.port or (8883 if secure else 1883)
     client = PinnedClient(vetted_address(parts.hostname, port, settings.MQTT_ALLOW_LOCAL))
