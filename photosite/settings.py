@@ -264,6 +264,9 @@ WORKER_NICENESS = env_int("WORKER_NICENESS", 10)
 # database transaction open (jobs/horse.py).
 WORKER_HORSE_JOBS = max(1, env_int("WORKER_HORSE_JOBS", 100))
 WORKER_HORSE_MAX_MB = env_int("WORKER_HORSE_MAX_MB", 1024)
+# Web workers and processes that detect faces keep up to this much freed memory (MB) for the next photo
+# instead of handing it back to the kernel and faulting it in again (photosite/memory.py); 0: glibc's default.
+MEMORY_KEEP_FREED_MB = env_int("MEMORY_KEEP_FREED_MB", 64)
 JOB_RETRY_INTERVALS = [int(s) for s in env_list("JOB_RETRY_INTERVALS", "10,60,300")]
 RQ_QUEUES = {
     name: {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT} for name in ("high", "default", "alerts", "low")
