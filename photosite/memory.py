@@ -1,13 +1,14 @@
 """The C allocator, tuned for processes that handle one large photo after another.
 
-glibc gives a freed block of 128 kB or more straight back to the kernel (as it does the free top of its
-heap past 128 kB), and the next photo's equally large buffers (decoded pixels, the detector's image pyramid,
-arrays, an upload's body) come back as fresh pages, each one a page fault and zeroed by the kernel. Measured
-here on the benchmark's 12 MP photos: 10,000 minor page faults and 35-40 ms of system time per photo in the
-engine, 3 of the 7 ms a web worker spends receiving a 2 MB upload. Keeping up to MEMORY_KEEP_FREED_MB of freed
-memory for reuse takes both to almost nothing (30 faults, 1 ms). The peak resident size stays the same;
-between photos a process holds on to what its last photo used instead of going back down (a work horse
-300 MB rather than 243 MB).
+glibc maps a large block (128 kB at first) on its own and unmaps it when it is freed, and hands the free
+top of its heap back to the kernel past a threshold; it raises both thresholds as it sees large blocks
+freed, but a photo's working set (decoded pixels, the detector's image pyramid, arrays, an upload's body)
+still goes back to the kernel, and the next photo faults it in again, each page zeroed by the kernel.
+Measured here on the benchmark's 12 MP photos: 10,000 minor page faults and 25-40 ms of system time per
+photo in the engine; 568 faults per 1.8 MB upload in a web worker. Keeping up to MEMORY_KEEP_FREED_MB of
+freed memory for reuse takes the engine's to about 20 faults and 1 ms, the web worker's to about 100. The
+peak resident size stays the same; between photos a process holds on to what its last photo used instead
+of going back down (a work horse 300 MB rather than 243 MB).
 """
 
 from __future__ import annotations
