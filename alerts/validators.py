@@ -96,15 +96,12 @@ def site_services() -> set[tuple[str, int]]:
     return services
 
 
-def is_site_service(address: str, port: int) -> bool:
-    """The site's own Redis or database: never an alert's destination, local or not, whatever ALLOW_LOCAL says."""
-    return any_site_service([address], port)
-
-
 def any_site_service(addresses: list[str], port: int) -> bool:
-    """is_site_service for each of a name's addresses, the site's endpoints resolved once."""
-    services = site_services()
-    return any((str(_ip(address)), port) in services for address in addresses)
+    """Whether any of these addresses, at this port, is the site's own Redis or database: never an alert's
+    destination, local or not, whatever ALLOW_LOCAL says. ValueError for what is not an IP address (checked
+    before the site's endpoints are resolved)."""
+    wanted = {(str(_ip(address)), port) for address in addresses}
+    return not wanted.isdisjoint(site_services())
 
 
 def validate_webhook_url(value: str) -> None:
@@ -138,9 +135,9 @@ def validate_mqtt_url(value: str) -> None:
 
 
 def names_site_service(parts: SplitResult) -> bool:
-    """is_site_service for a broker URL, as far as it can be told without resolving its host."""
+    """any_site_service for a broker URL, as far as it can be told without resolving its host."""
     try:
-        return is_site_service(parts.hostname.strip("[]"), parts.port or 1883)
+        return any_site_service([parts.hostname.strip("[]")], parts.port or 1883)
     except ValueError:
         return False  # a name: checked after resolution, at send time
 
