@@ -42,8 +42,9 @@ class Plan:
     budget_s: int
 
 
-FULL = Plan(100, 10, 20_000, (1_000, 10_000, 100_000, 1_000_000), 20 * 60)
-QUICK = Plan(20, 3, 20_000, (1_000, 10_000, 100_000, 1_000_000), 5 * 60)
+REPROCESS_ROWS = 20_000  # photo rows `reprocess --all` queues: a few seconds, enough for a steady rate
+FULL = Plan(100, 10, REPROCESS_ROWS, (1_000, 10_000, 100_000, 1_000_000), 20 * 60)
+QUICK = Plan(20, 3, REPROCESS_ROWS, (1_000, 10_000, 100_000, 1_000_000), 5 * 60)
 
 
 def machine() -> dict:
@@ -118,7 +119,7 @@ def load_workset(plan: Plan, figures: dict) -> tuple[Path, list]:
 def queue_part(folder: Path, photos: list) -> dict:
     """The queue's cost alone: the engine in 1 and 2 processes, the pipeline with its drains, the blocking server."""
     figures = {**engine_loop(folder, photos), **engine_processes(folder, photos, 2)}
-    figures.update(pipeline(folder, photos, reprocess_rows=2_000))
+    figures.update(pipeline(folder, photos, reprocess_rows=REPROCESS_ROWS))
     figures.update(blocking_server(folder, photos))
     return {key: value for key, value in figures.items() if not key.endswith("_boxes")}
 

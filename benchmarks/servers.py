@@ -310,11 +310,10 @@ class Site:
         wall = time.perf_counter() - started
         queued = connection.llen("rq:queue:low") - before
         # The command prints "N photos queued on the low queue in S s (R photos/s)": its own clock, from the
-        # first batch to the last, without Python and Django starting up.
-        words = output.replace("(", " ").split()
-        seconds = float(words[words.index("in") + 1])
+        # first batch to the last, without Python and Django starting up. R is from the unrounded seconds.
+        rate = output.rpartition("(")[2].split()[0]
         return {
-            "reprocess_enqueue_per_s": queued / seconds if seconds else float("nan"),
+            "reprocess_enqueue_per_s": float(rate.replace(",", "")),
             "reprocess_command_s": wall,
             "reprocess_rows": queued,
         }

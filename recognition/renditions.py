@@ -30,10 +30,15 @@ def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
 
 
 def shrunk(image: Image.Image, side: int) -> Image.Image:
-    """A copy no larger than side x side: a box reduction by the whole factor, then bilinear for the rest.
+    """An image no larger than side x side: a box reduction by the whole factor, then bilinear for the rest.
 
     A reducing gap of 1 measured 1.7 ms for a 1200 px preview to 400 px against 6.3 ms with 2 (every photo
-    job makes one), and came out nearer a Lanczos resize (mean difference 1.44 against 1.54 levels of 255)."""
+    job makes one), and came out nearer a Lanczos resize (mean difference 1.44 against 1.54 levels of 255).
+
+    An image that fits already is returned itself, not copied (the callers only encode it): the web image of
+    a 1,200 px preview took 6.0 ms with the copy, 5.3 without."""
+    if image.width <= side and image.height <= side:
+        return image
     copy = image.copy()
     copy.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=1.0)
     return copy

@@ -179,6 +179,16 @@ def test_a_rendition_larger_than_any_we_make_is_refused_from_its_header():
         renditions.open_rendition(out.getvalue())
 
 
+def test_shrunk_leaves_the_image_alone_and_copies_only_to_shrink():
+    with Image.open(face_file("people/obama/portrait_2012.jpg")) as opened:
+        image = opened.convert("RGB")
+    fits = renditions.shrunk(image, max(image.size))
+    assert fits is image
+    smaller = renditions.shrunk(image, 100)
+    assert smaller is not image and max(smaller.size) == 100
+    assert image.size == opened.size  # the original is not shrunk in place
+
+
 def processed_before_pictures(api, run_jobs, relative: str = "groups/obama_biden.jpg") -> Photo:
     """A photo processed by a version that stored no web image or crops."""
     photo_id = api.post("/api/photos/", {"image": upload_of(relative)}).json()["id"]
