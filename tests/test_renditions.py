@@ -186,6 +186,7 @@ def test_shrunk_leaves_the_image_alone_and_copies_only_to_shrink():
     assert fits is image
     smaller = renditions.shrunk(image, 100)
     assert smaller is not image and max(smaller.size) == 100
+    assert max(renditions.shrunk(image, min(image.size)).size) == min(image.size)  # one side too long is enough
     assert image.size == opened.size  # the original is not shrunk in place
 
 
