@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 import shutil
 import sqlite3
@@ -311,9 +312,11 @@ class Site:
         queued = connection.llen("rq:queue:low") - before
         # The command prints "N photos queued on the low queue in S s (R photos/s)": its own clock, from the
         # first batch to the last, without Python and Django starting up. R is from the unrounded seconds.
-        rate = output.rpartition("(")[2].split()[0]
+        rate = re.search(r"\(([\d,]+) photos/s\)", output)
+        if rate is None:
+            raise RuntimeError(f"reprocess printed no rate: {output[-300:]!r}")
         return {
-            "reprocess_enqueue_per_s": float(rate.replace(",", "")),
+            "reprocess_enqueue_per_s": float(rate[1].replace(",", "")),
             "reprocess_command_s": wall,
             "reprocess_rows": queued,
         }

@@ -104,7 +104,7 @@ def load_models() -> None:
         # face_recognition turns on LOAD_TRUNCATED_IMAGES for everyone: a truncated upload would then
         # decode as grey padding and pass as a photo. We want it reported as damaged.
         ImageFile.LOAD_TRUNCATED_IMAGES = False
-        # Each photo's buffers are reused by the next one instead of faulted in again (35-40 ms a photo).
+        # Each photo's buffers are reused by the next one instead of faulted in again (25-40 ms a photo).
         memory.keep_freed_memory(settings.MEMORY_KEEP_FREED_MB)
         models_loaded_by = os.getpid()
 
